@@ -1,0 +1,1 @@
+"""Analyses: gradient checks, receptive fields, sweep reports."""

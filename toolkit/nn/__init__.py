@@ -1,0 +1,17 @@
+"""The NumPy engine: layers, activations, losses and initializers (pure NumPy)."""
+
+from toolkit.nn import (  # noqa: F401  (importing registers the components)
+    activations,
+    conv,
+    dense,
+    dropout,
+    initializers,
+    losses,
+    norm,
+    pool,
+    reshape,
+    residual,
+)
+from toolkit.nn.layer import Layer, Sequential
+
+__all__ = ["Layer", "Sequential"]

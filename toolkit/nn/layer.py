@@ -1,0 +1,140 @@
+"""The layer protocol and the Sequential container.
+
+Every layer is an object with
+
+* ``build(input_shape, rng, dtype) -> output_shape``: create parameters for inputs of a
+  per-sample shape (no batch axis, e.g. ``(1, 28, 28)`` for an MNIST image in NCHW) and
+  return the per-sample output shape. Shape mismatches raise :class:`ConfigError` naming
+  the layer, the input shape and the fix.
+* ``forward(x, training) -> y``: ``x`` has shape ``(batch, *input_shape)``. A layer keeps
+  what its backward pass needs (its cache) on ``self``.
+* ``backward(dy) -> dx``: ``dy = dL/dy`` with ``y``'s shape; returns ``dL/dx`` and writes
+  ``dL/dparam`` into ``grads`` under the same keys as ``params``. Gradients are
+  overwritten (not accumulated) by every backward call.
+* ``params`` / ``grads``: dicts name -> array of trainable arrays and their gradients.
+* ``buffers``: dict name -> array of non-trainable state that a checkpoint must keep
+  (batch-norm running statistics).
+
+Backward must follow the forward call it answers; layers are not re-entrant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from toolkit.registry import ConfigError
+
+Shape = tuple[int, ...]
+
+
+class Layer:
+    """Base class of all layers: stateless identity with no parameters.
+
+    Subclasses override :meth:`build` (if they own parameters or check shapes),
+    :meth:`forward` and :meth:`backward`.
+    """
+
+    #: short name used in parameter paths and error messages (``"dense"``)
+    kind: str = "layer"
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.input_shape: Shape | None = None
+        self.output_shape: Shape | None = None
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> Shape:
+        """Create parameters for per-sample ``input_shape``; return the output shape."""
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.infer_output_shape(self.input_shape)
+        return self.output_shape
+
+    def infer_output_shape(self, input_shape: Shape) -> Shape:
+        """Per-sample output shape for a per-sample input shape (identity by default)."""
+        return input_shape
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self.forward(x, training)
+
+    def children(self) -> Iterator[tuple[str, Layer]]:
+        """Direct sub-layers as (name, layer); containers override this."""
+        return iter(())
+
+    def named_layers(self, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+        """All leaf layers (those without children) as (dotted path, layer), depth first."""
+        has_children = False
+        for name, child in self.children():
+            has_children = True
+            path = f"{prefix}.{name}" if prefix else name
+            yield from child.named_layers(path)
+        if not has_children:
+            yield prefix or self.kind, self
+
+    def num_params(self) -> int:
+        return sum(p.size for _, layer in self.named_layers() for p in layer.params.values())
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        shape = f" {self.input_shape}->{self.output_shape}" if self.input_shape else ""
+        return f"{type(self).__name__}({self.extra_repr()}){shape}"
+
+    def shape_error(self, problem: str, fix: str) -> ConfigError:
+        """A one-line ConfigError naming this layer, its input shape, the problem and the fix."""
+        return ConfigError(f"{self!r} with input shape {self.input_shape}: {problem}; {fix}")
+
+
+class Sequential(Layer):
+    """Layers applied in order; its children are named ``"0.dense"``, ``"1.relu"``, ..."""
+
+    kind = "sequential"
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        super().__init__()
+        self.layers = list(layers)
+
+    def children(self) -> Iterator[tuple[str, Layer]]:
+        for i, layer in enumerate(self.layers):
+            yield f"{i}.{layer.kind}", layer
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> Shape:
+        self.input_shape = shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = layer.build(shape, rng, dtype)
+        self.output_shape = shape
+        return shape
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index: int) -> Layer:
+        return self.layers[index]
+
+    def summary(self) -> str:
+        """A table of layers with output shapes and parameter counts."""
+        rows = [f"{'layer':<28}{'output shape':<20}{'params':>10}"]
+        for path, layer in self.named_layers():
+            count = sum(p.size for p in layer.params.values())
+            rows.append(f"{path:<28}{str(layer.output_shape):<20}{count:>10,}")
+        rows.append(f"{'total':<48}{self.num_params():>10,}")
+        return "\n".join(rows)
