@@ -44,7 +44,7 @@ def close_matches(name: str, choices: list[str], n: int = 3) -> list[str]:
 
 
 def unknown_name_message(kind: str, name: str, choices: list[str], key: str | None = None) -> str:
-    """One line: ``unknown optimizer 'adma' (optim=adma); did you mean: adam? choose one of: ...``."""
+    """One line: ``unknown optimizer 'adma' (optim=adma); did you mean: adam? ...``."""
     where = f" ({key}={name})" if key else ""
     hint = close_matches(name, choices)
     suggestion = f"; did you mean: {', '.join(hint)}?" if hint else ""
@@ -90,7 +90,7 @@ class Registry(Generic[T]):
         return self._entries[name]
 
     def build(self, name: str, /, *args: Any, key: str | None = None, **kwargs: Any) -> Any:
-        """Call the factory ``name`` with ``args``/``kwargs``; bad keyword names are ConfigErrors."""
+        """Call factory ``name`` with ``args``/``kwargs``; bad keyword names are ConfigErrors."""
         factory = self.get(name, key)
         try:
             inspect.signature(factory).bind(*args, **kwargs)

@@ -1,0 +1,26 @@
+"""Shape-only layers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from toolkit.nn.layer import Layer, Shape
+from toolkit.registry import layers
+
+
+@layers.register("flatten")
+class Flatten(Layer):
+    """Flattens every sample: x (N, d1, d2, ...) -> y (N, d1*d2*...)."""
+
+    kind = "flatten"
+
+    def infer_output_shape(self, input_shape: Shape) -> Shape:
+        return (math.prod(input_shape),)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy.reshape((dy.shape[0], *self.input_shape))

@@ -1,0 +1,74 @@
+"""The optimizer base class: walks a model's parameters and updates them in place."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from toolkit.nn.layer import Layer
+from toolkit.registry import ConfigError
+
+
+def check_positive(name: str, value: float) -> None:
+    """Raise a one-line ConfigError unless ``value`` is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number; got {value!r}")
+    if not np.isfinite(value):
+        raise ConfigError(f"{name} must be finite; got {value!r}")
+
+
+def check_fraction(name: str, value: float) -> None:
+    """Raise a one-line ConfigError unless ``0 <= value < 1``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ConfigError(f"{name} must be in [0, 1); got {value!r}")
+
+
+class Optimizer:
+    """Base class. Subclasses implement :meth:`update` for one parameter array.
+
+    Args:
+        model: the (built) model whose leaf layers' ``params`` are updated from their
+            ``grads``.
+        lr: learning rate; a schedule overwrites ``self.lr`` each epoch.
+        weight_decay: L2 penalty coefficient added to the gradient (``AdamW``: decoupled).
+    """
+
+    def __init__(self, model: Layer, /, lr: float, weight_decay: float = 0.0) -> None:
+        check_positive("optim.lr", lr)
+        if not weight_decay >= 0:
+            raise ConfigError(f"optim.weight_decay must be >= 0; got {weight_decay!r}")
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.slots = [
+            (f"{path}.{key}", layer, key)
+            for path, layer in model.named_layers()
+            for key in layer.params
+        ]
+        self.state: dict[str, dict[str, np.ndarray]] = {name: {} for name, _, _ in self.slots}
+        self.steps = 0
+
+    def step(self) -> None:
+        """Apply one update to every parameter from its current gradient."""
+        self.steps += 1
+        for name, layer, key in self.slots:
+            self.update(layer.params[key], layer.grads[key], self.state[name])
+
+    def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        """Update ``param`` in place from ``grad``; ``state`` holds this parameter's slots."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat ``{"<param>/<slot>": array, "steps": array}`` for checkpoints."""
+        flat = {
+            f"{name}/{slot}": value
+            for name, slots in self.state.items()
+            for slot, value in slots.items()
+        }
+        flat["steps"] = np.array(self.steps)
+        return flat
+
+    def load_state_dict(self, flat: dict[str, np.ndarray]) -> None:
+        self.steps = int(flat.get("steps", 0))
+        for key, value in flat.items():
+            if key != "steps":
+                name, slot = key.rsplit("/", 1)
+                self.state[name][slot] = np.array(value)

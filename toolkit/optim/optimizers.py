@@ -1,0 +1,160 @@
+"""SGD (momentum, Nesterov), RMSprop, Adam and AdamW with PyTorch's update rules.
+
+Each update is written with in-place ufuncs into per-parameter state so a step allocates
+almost nothing; all arithmetic stays in the parameter's dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from toolkit.nn.layer import Layer
+from toolkit.optim.optimizer import Optimizer, check_fraction
+from toolkit.registry import ConfigError, optimizers
+
+
+def _decayed(param: np.ndarray, grad: np.ndarray, weight_decay: float) -> np.ndarray:
+    """grad + weight_decay * param (a new array only when weight decay is on)."""
+    return grad + weight_decay * param if weight_decay else grad
+
+
+@optimizers.register("sgd")
+class SGD(Optimizer):
+    """Stochastic gradient descent: v = momentum * v + g; p -= lr * (g + momentum * v if
+    nesterov else v). With momentum 0 this is p -= lr * g."""
+
+    def __init__(
+        self,
+        model: Layer,
+        /,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(model, lr=lr, weight_decay=weight_decay)
+        check_fraction("optim.momentum", momentum)
+        if nesterov and momentum == 0:
+            raise ConfigError("optim.nesterov=true needs optim.momentum > 0 (e.g. 0.9)")
+        self.momentum, self.nesterov = momentum, nesterov
+
+    def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        grad = _decayed(param, grad, self.weight_decay)
+        if self.momentum == 0:
+            param -= self.lr * grad
+            return
+        if "velocity" not in state:
+            state["velocity"] = grad.copy()
+        else:
+            state["velocity"] *= self.momentum
+            state["velocity"] += grad
+        velocity = state["velocity"]
+        step = grad + self.momentum * velocity if self.nesterov else velocity
+        param -= self.lr * step
+
+
+@optimizers.register("rmsprop")
+class RMSprop(Optimizer):
+    """RMSprop: s = alpha * s + (1 - alpha) * g^2; p -= lr * g / (sqrt(s) + eps)."""
+
+    def __init__(
+        self,
+        model: Layer,
+        /,
+        lr: float = 0.001,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(model, lr=lr, weight_decay=weight_decay)
+        check_fraction("optim.alpha", alpha)
+        self.alpha, self.eps = alpha, eps
+
+    def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        grad = _decayed(param, grad, self.weight_decay)
+        if "square_avg" not in state:
+            state["square_avg"] = np.zeros_like(param)
+        square_avg = state["square_avg"]
+        square_avg *= self.alpha
+        square_avg += (1.0 - self.alpha) * (grad * grad)
+        denom = np.sqrt(square_avg)
+        denom += self.eps
+        param -= self.lr * (grad / denom)
+
+
+@optimizers.register("adam")
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; ``weight_decay`` is an L2 term added to the
+    gradient (use ``adamw`` for decoupled decay)."""
+
+    decoupled = False
+
+    def __init__(
+        self,
+        model: Layer,
+        /,
+        lr: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(model, lr=lr, weight_decay=weight_decay)
+        check_fraction("optim.beta1", beta1)
+        check_fraction("optim.beta2", beta2)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        if self.decoupled:
+            param *= 1.0 - self.lr * self.weight_decay
+        else:
+            grad = _decayed(param, grad, self.weight_decay)
+        if "m" not in state:
+            state["m"] = np.zeros_like(param)
+            state["v"] = np.zeros_like(param)
+            state["scratch"] = np.empty_like(param)
+        m, v, scratch = state["m"], state["v"], state["scratch"]
+        t = self.steps
+        m *= self.beta1
+        np.multiply(grad, 1.0 - self.beta1, out=scratch)
+        m += scratch
+        v *= self.beta2
+        np.multiply(grad, grad, out=scratch)
+        scratch *= 1.0 - self.beta2
+        v += scratch
+        # p -= lr_t * m / (sqrt(v) + eps_t): the bias corrections folded into lr and eps.
+        correction2 = np.sqrt(1.0 - self.beta2**t)
+        step_size = self.lr * correction2 / (1.0 - self.beta1**t)
+        np.sqrt(v, out=scratch)
+        scratch += self.eps * correction2
+        np.divide(m, scratch, out=scratch)
+        scratch *= step_size
+        param -= scratch
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {k: v for k, v in super().state_dict().items() if not k.endswith("/scratch")}
+
+    def load_state_dict(self, flat: dict[str, np.ndarray]) -> None:
+        super().load_state_dict(flat)
+        for state in self.state.values():
+            if "m" in state:
+                state["scratch"] = np.empty_like(state["m"])
+
+
+@optimizers.register("adamw")
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): p *= 1 - lr * weight_decay."""
+
+    decoupled = True
+
+    def __init__(
+        self,
+        model: Layer,
+        /,
+        lr: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ) -> None:
+        super().__init__(model, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
