@@ -1,1 +1,135 @@
-"""Placeholder: filled in by the convolution work (issue 3)."""
+"""Batch normalisation for flat features (N, F) and NCHW images (N, C, H, W).
+
+Training mode normalises with the batch statistics of each feature/channel ``c``
+(over the batch, and for images over all positions too; ``M`` values each)::
+
+    mean_c, var_c = mean(x_c), mean((x_c - mean_c)^2)          (biased variance)
+    x_hat = (x - mean_c) / sqrt(var_c + eps),   y = gamma_c * x_hat + beta_c
+
+and updates the running statistics as PyTorch does (``momentum`` weighs the new batch,
+and the running variance takes the *unbiased* batch variance ``var_c * M / (M - 1)``).
+Evaluation mode normalises with the running statistics instead. Backward (training)::
+
+    dx = gamma / sqrt(var + eps) / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from toolkit.nn.layer import Layer, Shape
+from toolkit.registry import ConfigError, layers
+
+
+@layers.register("batchnorm")
+class BatchNorm(Layer):
+    """Batch normalisation; 1-d for (F,) samples, per channel for (C, H, W) samples.
+
+    Args:
+        momentum: weight of the current batch in the running statistics (PyTorch's
+            convention: ``running = (1 - momentum) * running + momentum * batch``).
+        eps: added to the variance before the square root.
+
+    ``params``: ``gamma`` (scale, starts at 1) and ``beta`` (shift, starts at 0), shape (C,).
+    ``buffers``: ``running_mean`` (starts at 0) and ``running_var`` (starts at 1), shape (C,).
+    """
+
+    kind = "batchnorm"
+    #: per-sample ranks accepted (``batchnorm1d``/``batchnorm2d`` narrow this down)
+    ranks: tuple[int, ...] = (1, 3)
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        if isinstance(momentum, bool) or not 0.0 <= momentum <= 1.0:
+            raise ConfigError(f"{self.kind}.momentum={momentum!r} must be in [0, 1]")
+        if isinstance(eps, bool) or not eps > 0:
+            raise ConfigError(f"{self.kind}.eps={eps!r} must be > 0")
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+
+    def extra_repr(self) -> str:
+        return f"momentum={self.momentum}, eps={self.eps}"
+
+    def infer_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) not in self.ranks:
+            expected = " or ".join(
+                {1: "(features,)", 3: "(channels, height, width)"}[r] for r in self.ranks
+            )
+            raise self.shape_error(
+                f"{self.kind} expects per-sample inputs {expected}",
+                "use batchnorm, which accepts both, or reshape the input",
+            )
+        return input_shape
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> Shape:
+        shape = super().build(input_shape, rng, dtype)
+        channels = shape[0]
+        self.params = {"gamma": np.ones(channels, dtype), "beta": np.zeros(channels, dtype)}
+        self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
+        self.buffers = {
+            "running_mean": np.zeros(channels, dtype),
+            "running_var": np.ones(channels, dtype),
+        }
+        # axes reduced per channel, and how a (C,) vector broadcasts against the input
+        self._axes = (0,) if len(shape) == 1 else (0, 2, 3)
+        self._column = (1, channels) if len(shape) == 1 else (1, channels, 1, 1)
+        return shape
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """x (N, C[, H, W]) -> y of the same shape."""
+        if training:
+            mean = x.mean(axis=self._axes)
+            centered = x - mean.reshape(self._column)
+            var = np.mean(np.square(centered), axis=self._axes)
+            self._update_running(mean, var, x.size // mean.size)
+        else:
+            centered = x - self.buffers["running_mean"].reshape(self._column)
+            var = self.buffers["running_var"]
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        centered *= inv_std.reshape(self._column)  # now x_hat
+        self._x_hat, self._inv_std = centered, inv_std
+        y = centered * self.params["gamma"].reshape(self._column)
+        y += self.params["beta"].reshape(self._column)
+        self._training = training
+        return y
+
+    def _update_running(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
+        m = self.momentum
+        running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
+        running_mean *= 1.0 - m
+        running_mean += m * mean
+        running_var *= 1.0 - m
+        running_var += (m * count / max(count - 1, 1)) * var
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy (N, C[, H, W]) -> dx of the same shape; fills grads["gamma"], grads["beta"]."""
+        x_hat, column = self._x_hat, self._column
+        dbeta = dy.sum(axis=self._axes)
+        dgamma = np.sum(dy * x_hat, axis=self._axes)
+        self.grads["beta"][...] = dbeta
+        self.grads["gamma"][...] = dgamma
+        scale = self.params["gamma"] * self._inv_std
+        if not self._training:  # running statistics are constants: an affine map
+            return dy * scale.reshape(column)
+        count = dy.size // dbeta.size
+        dx = x_hat * (-dgamma / count).reshape(column)
+        dx += dy
+        dx -= (dbeta / count).reshape(column)
+        dx *= scale.reshape(column)
+        return dx
+
+
+@layers.register("batchnorm1d")
+class BatchNorm1d(BatchNorm):
+    """:class:`BatchNorm` for flat features only: x (N, F) -> y (N, F)."""
+
+    kind = "batchnorm1d"
+    ranks = (1,)
+
+
+@layers.register("batchnorm2d")
+class BatchNorm2d(BatchNorm):
+    """:class:`BatchNorm` for NCHW images only, per channel: x (N, C, H, W) -> same."""
+
+    kind = "batchnorm2d"
+    ranks = (3,)
