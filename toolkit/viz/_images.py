@@ -1,0 +1,75 @@
+"""Image-grid layout shared by the image figures (private).
+
+Images arrive NCHW (or NHW for one channel) in any float range; they are shown on one
+common [0, 1] scale so that brightness differences between images stay visible.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from toolkit.viz._axes import new_figure
+
+CELL_INCHES = 1.3
+"""Side of one image cell, in inches."""
+
+TITLE_INCHES = 0.5
+"""Extra figure height for the suptitle, in inches."""
+
+
+def grid_shape(n: int, ncols: int | None = None) -> tuple[int, int]:
+    """(rows, cols) holding ``n`` cells; ``ncols`` defaults to a near-square layout."""
+    if n < 1:
+        raise ValueError("an image grid needs at least one image")
+    cols = min(n, ncols or math.ceil(math.sqrt(n)))
+    return math.ceil(n / cols), cols
+
+
+def grid_figure(nrows: int, ncols: int, extra_width: float = 0.0) -> tuple[Figure, np.ndarray]:
+    """A Figure with an (nrows, ncols) array of tick-free, frameless image axes.
+
+    ``extra_width`` inches are added for a colour bar beside the grid.
+    """
+    fig = new_figure(ncols * CELL_INCHES + extra_width, nrows * CELL_INCHES + TITLE_INCHES)
+    axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False))
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    return fig, axes
+
+
+def remove_unused(fig: Figure, axes: np.ndarray, used: int) -> None:
+    """Delete the grid cells after the first ``used`` (row-major), so only images remain."""
+    for ax in axes.flat[used:]:
+        fig.delaxes(ax)
+
+
+def to_display(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) or (N, C, H, W) with C in {1, 3} -> (N, H, W) or (N, H, W, 3) in [0, 1].
+
+    The whole batch is min-max scaled together; a constant batch becomes zeros.
+    """
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim == 4:
+        channels = images.shape[1]
+        if channels == 1:
+            images = images[:, 0]
+        elif channels == 3:
+            images = images.transpose(0, 2, 3, 1)
+        else:
+            raise ValueError(f"can show 1 or 3 channels, got {channels} (shape {images.shape})")
+    elif images.ndim != 3:
+        raise ValueError(f"images must be (N, H, W) or (N, C, H, W), got shape {images.shape}")
+    low, high = images.min(), images.max()
+    return (images - low) / (high - low) if high > low else np.zeros_like(images)
+
+
+def show(ax: Axes, image: np.ndarray) -> None:
+    """Draw one image from :func:`to_display` (grey for 2-D, RGB for (H, W, 3))."""
+    ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")

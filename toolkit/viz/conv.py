@@ -1,0 +1,81 @@
+"""Convolution figures: learned filters and feature maps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from toolkit.viz import _images
+
+
+def filters_figure(weights: np.ndarray, channel: int | None = None) -> Figure:
+    """A conv layer's filters as a grid of small images, one per output channel.
+
+    Args:
+        weights: (out_channels, in_channels, kh, kw) conv2d weights.
+        channel: input channel to show; None shows the mean over input channels (for a
+            first layer on greyscale images both are the single channel).
+
+    Colours use a diverging map symmetric around 0 (red positive, blue negative), shared
+    by all filters so their magnitudes compare.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 4:
+        raise ValueError(f"weights must be (out, in, kh, kw), got shape {weights.shape}")
+    out_channels, in_channels = weights.shape[:2]
+    if channel is None:
+        kernels, source = weights.mean(axis=1), f"mean over {in_channels} input channels"
+    else:
+        kernels, source = weights[:, channel], f"input channel {channel} of {in_channels}"
+    limit = float(np.abs(kernels).max()) or 1.0
+
+    fig, axes = _images.grid_figure(*_images.grid_shape(out_channels), extra_width=1.0)
+    for ax, kernel in zip(axes.flat, kernels, strict=False):
+        image = ax.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    _images.remove_unused(fig, axes, out_channels)
+    fig.colorbar(image, ax=fig.axes, shrink=0.8, label="weight")
+    fig.suptitle(f"{out_channels} filters, {weights.shape[2]}x{weights.shape[3]} ({source})")
+    return fig
+
+
+def feature_maps_figure(
+    maps: Mapping[str, np.ndarray],
+    image: np.ndarray | None = None,
+    max_channels: int = 8,
+) -> Figure:
+    """Activations of one input through the network, one row per stage.
+
+    Args:
+        maps: stage name -> (C, H, W) activation of a single sample, in network order.
+        image: the input, (C, H, W) with C in {1, 3} or (H, W); drawn first, in its own row.
+        max_channels: the first this many channels of each stage are shown.
+
+    Each channel has its own colour scale (viridis; bright = high activation).
+    """
+    if not maps:
+        raise ValueError("feature_maps_figure needs at least one stage")
+    shapes = {name: np.shape(activation) for name, activation in maps.items()}
+    for name, shape in shapes.items():
+        if len(shape) != 3:
+            raise ValueError(f"stage {name!r} must be (C, H, W), got shape {shape}")
+    ncols = min(max_channels, max(shape[0] for shape in shapes.values()))
+    first_row = 0 if image is None else 1
+    fig, axes = _images.grid_figure(first_row + len(maps), ncols)
+
+    if image is not None:
+        _images.show(axes[0, 0], _images.to_display(np.asarray(image)[None])[0])
+        axes[0, 0].set_ylabel("input")
+        for ax in axes[0, 1:]:
+            ax.set_axis_off()
+    for row, (name, activation) in zip(axes[first_row:], maps.items(), strict=True):
+        channels, height, width = shapes[name]
+        row[0].set_ylabel(f"{name}\n{channels}x{height}x{width}", fontsize=8)
+        for col, ax in enumerate(row):
+            if col < channels:
+                ax.imshow(activation[col], cmap="viridis", interpolation="nearest")
+            else:
+                ax.set_axis_off()
+    fig.suptitle(f"Feature maps (first {ncols} channels per stage)")
+    return fig
