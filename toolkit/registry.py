@@ -159,9 +159,11 @@ _loaded_plugin_files: set[Path] = set()
 
 
 def plugin_folders(extra: list[str | os.PathLike] | None = None) -> list[Path]:
-    """Folders searched for plugin modules: ``./plugins``, ``$TOOLKIT_PLUGINS``
-    (``os.pathsep``-separated) and ``extra``; only those that exist."""
-    candidates: list[Path] = [Path.cwd() / "plugins"]
+    """Folders searched for plugin modules: the project's ``plugins/`` (beside the
+    ``toolkit`` package), ``./plugins``, ``$TOOLKIT_PLUGINS`` (``os.pathsep``-separated)
+    and ``extra``; only those that exist."""
+    candidates: list[Path] = [Path(__file__).resolve().parents[1] / "plugins"]
+    candidates.append(Path.cwd() / "plugins")
     candidates += [Path(p) for p in os.environ.get(PLUGINS_ENV_VAR, "").split(os.pathsep) if p]
     candidates += [Path(p) for p in extra or []]
     seen: list[Path] = []

@@ -1,0 +1,117 @@
+"""Optimizers and schedules follow PyTorch's update rules step for step."""
+
+import numpy as np
+import pytest
+
+from toolkit.nn.dense import Dense
+from toolkit.nn.layer import Sequential
+from toolkit.registry import ConfigError, optimizers, schedules
+
+torch = pytest.importorskip("torch")
+
+CASES = [
+    ("sgd", {"lr": 0.1}, torch.optim.SGD, {"lr": 0.1}),
+    ("sgd", {"lr": 0.1, "momentum": 0.9}, torch.optim.SGD, {"lr": 0.1, "momentum": 0.9}),
+    (
+        "sgd",
+        {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+        torch.optim.SGD,
+        {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+    ),
+    ("rmsprop", {"lr": 0.01}, torch.optim.RMSprop, {"lr": 0.01, "eps": 1e-8}),
+    ("adam", {"lr": 0.01}, torch.optim.Adam, {"lr": 0.01}),
+    (
+        "adam",
+        {"lr": 0.01, "weight_decay": 0.1},
+        torch.optim.Adam,
+        {"lr": 0.01, "weight_decay": 0.1},
+    ),
+    ("adamw", {"lr": 0.01}, torch.optim.AdamW, {"lr": 0.01}),
+]
+
+
+def tiny_model() -> Sequential:
+    model = Sequential([Dense(3), Dense(2)])
+    model.build((4,), np.random.default_rng(0), np.dtype("float64"))
+    return model
+
+
+@pytest.mark.parametrize("name,kwargs,torch_cls,torch_kwargs", CASES)
+def test_matches_pytorch(name, kwargs, torch_cls, torch_kwargs):
+    model = tiny_model()
+    arrays = [(layer, key) for _, layer in model.named_layers() for key in layer.params]
+    tensors = [torch.tensor(layer.params[key].copy(), requires_grad=True) for layer, key in arrays]
+    optimizer = optimizers.build(name, model, **kwargs)
+    reference = torch_cls(tensors, **torch_kwargs)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        for (layer, key), tensor in zip(arrays, tensors, strict=False):
+            grad = rng.standard_normal(layer.params[key].shape)
+            layer.grads[key][...] = grad
+            tensor.grad = torch.tensor(grad)
+        optimizer.step()
+        reference.step()
+    for (layer, key), tensor in zip(arrays, tensors, strict=False):
+        np.testing.assert_allclose(
+            layer.params[key], tensor.detach().numpy(), rtol=1e-10, atol=1e-12
+        )
+
+
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("sgd", {"lr": -0.1}),
+        ("sgd", {"lr": 0}),
+        ("adam", {"lr": float("nan")}),
+        ("sgd", {"lr": 0.1, "momentum": 1.5}),
+        ("sgd", {"lr": 0.1, "nesterov": True}),
+        ("adam", {"beta1": 1.0}),
+    ],
+)
+def test_bad_hyperparameters_are_one_line_errors(name, kwargs):
+    with pytest.raises(ConfigError) as err:
+        optimizers.build(name, tiny_model(), **kwargs)
+    assert "\n" not in str(err.value) and "optim." in str(err.value)
+
+
+def torch_lrs(scheduler_cls, epochs, **kwargs):
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = scheduler_cls(optimizer, **kwargs)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,torch_name,torch_kwargs",
+    [
+        ("step", {"step_size": 5, "gamma": 0.5}, "StepLR", {"step_size": 5, "gamma": 0.5}),
+        ("exponential", {"gamma": 0.97}, "ExponentialLR", {"gamma": 0.97}),
+        ("cosine", {"min_lr": 0.001}, "CosineAnnealingLR", {"T_max": 12, "eta_min": 0.001}),
+    ],
+)
+def test_schedules_match_pytorch(name, kwargs, torch_name, torch_kwargs):
+    ours = schedules.build(name, 0.1, 12, **kwargs).values()
+    theirs = torch_lrs(getattr(torch.optim.lr_scheduler, torch_name), 12, **torch_kwargs)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9)
+
+
+def test_warmup_ramps_then_follows_the_wrapped_schedule():
+    lrs = schedules.build(
+        "warmup", 0.1, 10, warmup_epochs=2, start_factor=0.1, after="step"
+    ).values()
+    assert lrs[:3] == pytest.approx([0.01, 0.055, 0.1])
+    assert lrs[2:] == pytest.approx(schedules.build("step", 0.1, 8).values())
+
+
+def test_every_schedule_stays_positive():
+    for name in schedules.names():
+        assert all(lr > 0 for lr in schedules.build(name, 0.01, 30).values()), name
+
+
+def test_warmup_rejects_unknown_inner_schedule():
+    with pytest.raises(ConfigError, match="did you mean: cosine"):
+        schedules.build("warmup", 0.1, 10, after="cosin")

@@ -1,0 +1,1 @@
+"""The Hydra application: config store, command line and the training job."""

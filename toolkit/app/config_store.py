@@ -1,0 +1,102 @@
+"""Turn every registry entry into a Hydra config-group option, generated from its signature.
+
+``@optimizers.register("adam")`` on ``Adam(model, /, lr=0.001, beta1=0.9, ...)`` becomes the
+option ``optim=adam`` holding ``{name: adam, lr: 0.001, beta1: 0.9, ...}``: a structured
+config, so ``optim.lr=abc`` or ``optim.lrr=1`` fail when Hydra composes, before any work.
+Positional-only parameters are injected by the app (the model, data shapes) and are not
+part of the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from toolkit.registry import REGISTRIES, Registry
+
+_SIMPLE_TYPES = (int, float, bool, str)
+
+
+def _config_type(annotation: Any) -> Any:
+    """The OmegaConf-compatible type for a parameter annotation (``Any`` if none fits)."""
+    if annotation in _SIMPLE_TYPES:
+        return annotation
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (list, tuple) and len(args) >= 1 and args[0] in _SIMPLE_TYPES:
+        return list[args[0]]
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1 and type(None) in args:
+            inner = _config_type(members[0])
+            return inner if inner is Any else typing.Optional[inner]  # noqa: UP045 (OmegaConf)
+    return Any
+
+
+def _default(value: Any) -> Any:
+    """A dataclass field default: tuples become lists (through a factory)."""
+    if isinstance(value, tuple | list | dict):
+        copy = list(value) if isinstance(value, tuple) else value.copy()
+        return dataclasses.field(default_factory=lambda: copy)
+    return value
+
+
+def config_node(registry: Registry, name: str) -> type:
+    """A dataclass ``{name: <entry>, <hyperparameter>: <default>, ...}`` for one entry."""
+    factory = registry.get(name)
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable annotations: fall back to untyped fields
+        hints = {}
+    fields: list[tuple] = [("name", str, dataclasses.field(default=name))]
+    for param in registry.hyperparameters(name).values():
+        kind = _config_type(hints.get(param.name, Any))
+        default = "???" if param.default is inspect.Parameter.empty else param.default
+        fields.append((param.name, kind, _default(default)))
+    class_name = f"{registry.kind}_{name}".title().replace("_", "")
+    return dataclasses.make_dataclass(class_name, fields)
+
+
+def register_configs() -> None:
+    """Store a node for every entry of every registry that has a config group."""
+    store = ConfigStore.instance()
+    for registry in REGISTRIES.values():
+        if registry.group is None:
+            continue
+        for name in registry.names():
+            store.store(group=registry.group, name=name, node=config_node(registry, name))
+    store.store(group="hydra/help", name="toolkit", node=help_config())
+
+
+def registry_listing() -> str:
+    """One line per registry: ``activation: elu, gelu, ...``."""
+    return "\n".join(
+        f"  {registry.kind + ':':<13} {', '.join(registry.names())}"
+        for registry in REGISTRIES.values()
+    )
+
+
+def help_config() -> dict[str, str]:
+    """The ``hydra/help`` node: groups, the registries' entries and the config."""
+    header = (
+        "toolkit: NumPy-only deep learning, configured by Hydra, tracked by MLflow.\n\n"
+        "Train:   python -m toolkit +model=mlp optim=adam\n"
+        "Sweep:   python -m toolkit -m +model=mlp optim=sgd,adam\n"
+        "Choose a model with +model=NAME; any key below can be overridden (optim.lr=0.01)."
+    )
+    template = (
+        "${hydra.help.header}\n\n"
+        "== Configuration groups (group=option; model is appended: +model=NAME) ==\n"
+        "$APP_CONFIG_GROUPS\n\n"
+        "== Registered components (choose by name, e.g. model.activation=tanh) ==\n"
+        f"{registry_listing()}\n\n"
+        "== Config ==\n$CONFIG\n"
+        "${hydra.help.footer}"
+    )
+    footer = "Hydra's own options: python -m toolkit --hydra-help"
+    return {"app_name": "toolkit", "header": header, "footer": footer, "template": template}

@@ -1,0 +1,167 @@
+"""One training job from a composed config: build everything, train, evaluate, record.
+
+Everything that can be wrong with the config (names, values, shapes, the tracking store)
+is checked while building, before the MLflow run starts and before any training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from toolkit.data import Dataset, Splits, split_dataset
+from toolkit.models import ModelSpec, build_model
+from toolkit.nn.layer import Layer
+from toolkit.nn.losses import Loss
+from toolkit.registry import ConfigError, datasets, losses, models, optimizers, schedules
+from toolkit.train import EarlyStopping, Trainer, save_checkpoint
+from toolkit.train.metrics import confusion_matrix
+
+DTYPES = ("float32", "float64")
+
+
+def component_kwargs(node: DictConfig) -> tuple[str, dict[str, Any]]:
+    """``{name: adam, lr: 0.1}`` -> ``("adam", {"lr": 0.1})``."""
+    kwargs = OmegaConf.to_container(node, resolve=True)
+    return kwargs.pop("name"), kwargs
+
+
+@dataclass
+class Job:
+    """Everything a run needs, built and validated from the config."""
+
+    config: DictConfig
+    dataset: Dataset
+    splits: Splits
+    spec: ModelSpec
+    model: Layer
+    loss: Loss
+    trainer: Trainer
+
+    @property
+    def classification(self) -> bool:
+        return self.dataset.task == "classification"
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        name, loss_kwargs = component_kwargs(self.config.loss)
+        return {
+            "model": self.spec.to_dict(),
+            "dtype": self.config.dtype,
+            "loss": {"name": name, **loss_kwargs},
+            "dataset": self.dataset.name,
+            "normalization": self.dataset.normalization,
+            "class_names": self.dataset.class_names,
+            "epoch": self.trainer.epoch,
+        }
+
+
+def no_model_message() -> str:
+    return (
+        "no model chosen: add +model=NAME, e.g. python -m toolkit +model=mlp optim=adam; "
+        f"models: {', '.join(models.names())}"
+    )
+
+
+def build_job(cfg: DictConfig, callbacks: list | None = None, progress: bool = True) -> Job:
+    """Build dataset, splits, model, loss, optimizer, schedule and trainer from ``cfg``."""
+    if "model" not in cfg:
+        raise ConfigError(no_model_message())
+    if cfg.dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {cfg.dtype!r}")
+    loss_name, loss_kwargs = component_kwargs(cfg.loss)
+    loss = losses.build(loss_name, key="loss", **loss_kwargs)
+    dataset_name, dataset_kwargs = component_kwargs(cfg.dataset)
+    dataset = datasets.build(dataset_name, key="dataset", **dataset_kwargs)
+    if loss_name == "cross_entropy" and dataset.task != "classification":
+        raise ConfigError(
+            f"loss=cross_entropy needs class labels but dataset={dataset_name} is "
+            f"{dataset.task}; use loss=mse"
+        )
+    splits = split_dataset(dataset, **OmegaConf.to_container(cfg.split, resolve=True))
+    model_name, hparams = component_kwargs(cfg.model)
+    spec = ModelSpec(model_name, dataset.sample_shape, dataset.num_outputs, hparams)
+    model = build_model(spec, seed=cfg.seed, dtype=cfg.dtype)
+    optim_name, optim_kwargs = component_kwargs(cfg.optim)
+    optimizer = optimizers.build(optim_name, model, key="optim", **optim_kwargs)
+    schedule_name, schedule_kwargs = component_kwargs(cfg.schedule)
+    schedule = schedules.build(
+        schedule_name, optimizer.lr, cfg.trainer.epochs, key="schedule", **schedule_kwargs
+    )
+    stopping = OmegaConf.to_container(cfg.trainer.early_stopping, resolve=True)
+    all_callbacks = list(callbacks or [])
+    if stopping.pop("enabled"):
+        all_callbacks.append(EarlyStopping(**stopping))
+    trainer = Trainer(
+        model,
+        loss,
+        optimizer,
+        schedule,
+        epochs=cfg.trainer.epochs,
+        batch_size=cfg.trainer.batch_size,
+        seed=cfg.seed,
+        classification=dataset.task == "classification",
+        callbacks=all_callbacks,
+        progress=progress and cfg.trainer.progress,
+        log_grad_norms=cfg.trainer.log_grad_norms,
+    )
+    for split in (splits.train, splits.val, splits.test):
+        if split is not None:
+            split.x = split.x.astype(cfg.dtype, copy=False)
+    return Job(cfg, dataset, splits, spec, model, loss, trainer)
+
+
+def fit_and_test(job: Job) -> dict[str, float]:
+    """Train, then evaluate on the test split; returns the final metrics."""
+    history = job.trainer.fit(job.splits.train, job.splits.val)
+    final = {k: v[-1] for k, v in history.items() if k.startswith(("train/", "val/"))}
+    final.update(job.trainer.evaluate(job.splits.test, prefix="test"))
+    final["epochs"] = job.trainer.epoch
+    return final
+
+
+def write_outputs(job: Job, output_dir: Path, metrics: dict[str, float]) -> dict[str, Path]:
+    """Write metrics.json, the resolved config, the checkpoint and the figures."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "metrics": output_dir / "metrics.json",
+        "config": output_dir / "config_resolved.yaml",
+        "checkpoint": output_dir / "checkpoint.npz",
+    }
+    paths["metrics"].write_text(json.dumps(metrics, indent=2))
+    paths["config"].write_text(OmegaConf.to_yaml(job.config, resolve=True))
+    save_checkpoint(paths["checkpoint"], job.model, job.checkpoint_meta())
+    return paths
+
+
+def figures(job: Job) -> dict[str, Any]:
+    """The run's figures by file name (matplotlib imported here, after training)."""
+    from toolkit import viz
+
+    history = job.trainer.history
+    found = {
+        "learning_curves.png": viz.learning_curves(history),
+        "lr_schedule.png": viz.lr_schedule(history),
+    }
+    if any(k.startswith("grad_norm/") for k in history):
+        found["grad_norms.png"] = viz.grad_norms(history)
+    if job.classification:
+        test = job.splits.test
+        predictions = job.trainer.predict(test.x).argmax(axis=1)
+        matrix = confusion_matrix(test.y, predictions, job.dataset.num_classes)
+        found["confusion_matrix.png"] = viz.confusion_matrix_figure(matrix, job.dataset.class_names)
+    return found
+
+
+def raw_input_example(job: Job, count: int = 5) -> np.ndarray:
+    """A few test inputs as a deployed model receives them (uint8 pixels for images)."""
+    x = job.splits.test.x[:count]
+    if job.dataset.normalization is None:
+        return x
+    mean, std = job.dataset.normalization
+    pixels = np.clip(np.rint((x * std + mean) * 255.0), 0, 255).astype(np.uint8)
+    return pixels.reshape(count, *x.shape[2:]) if x.shape[1] == 1 else pixels

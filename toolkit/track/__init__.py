@@ -1,0 +1,1 @@
+"""Experiment tracking with MLflow (imported lazily by the app)."""

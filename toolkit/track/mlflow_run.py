@@ -1,0 +1,133 @@
+"""One MLflow run: params, per-epoch metrics, figures, checkpoint, pyfunc model, status.
+
+MLflow is imported when a run starts, never at toolkit import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+from toolkit.registry import ConfigError
+from toolkit.train.callbacks import Callback
+
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+_KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-. /")
+
+
+def clean_key(key: str) -> str:
+    """An MLflow-safe metric/param key: unsupported characters become ``_``."""
+    return "".join(c if c in _KEY_CHARS else "_" for c in key)
+
+
+def flatten_params(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dicts -> ``{"optim.lr": "0.001", ...}``; lists become JSON strings, values
+    are cut to MLflow's 6000 characters."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_params(value, f"{name}."))
+        else:
+            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+            flat[clean_key(name)] = text[:MAX_PARAM_LENGTH]
+    return flat
+
+
+class MlflowRun:
+    """A context for one tracked run.
+
+    Args:
+        tracking_uri: where MLflow stores runs (``sqlite:///mlflow.db``, ``http://host:port``).
+        experiment: experiment name (one per study).
+        run_name: shown in the MLflow UI; says what varies.
+        tags: extra run tags.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        run_name: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        import mlflow
+
+        self.mlflow = mlflow
+        self.tracking_uri, self.experiment = tracking_uri, experiment
+        self.run_name, self.tags = run_name, tags or {}
+        self.run_id: str | None = None
+        mlflow.set_tracking_uri(tracking_uri)
+        try:
+            self.experiment_id = self._experiment_id(experiment)
+        except Exception as err:  # any backend failure: name the URI, stop before training
+            raise ConfigError(
+                f"cannot use MLflow tracking at {tracking_uri} ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}); start the server or set "
+                "logger.tracking_uri"
+            ) from None
+
+    def _experiment_id(self, name: str) -> str:
+        client = self.mlflow.MlflowClient()
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(name)
+        except Exception:  # created concurrently by another job
+            return client.get_experiment_by_name(name).experiment_id
+
+    def start(self, params: dict[str, str]) -> MlflowRun:
+        run = self.mlflow.start_run(
+            experiment_id=self.experiment_id, run_name=self.run_name, tags=self.tags
+        )
+        self.run_id = run.info.run_id
+        items = list(params.items())
+        for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+            self.mlflow.log_params(dict(items[i : i + 100]))
+        return self
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.mlflow.log_metrics({clean_key(k): float(v) for k, v in metrics.items()}, step=step)
+
+    def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
+        self.mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def log_figure(self, figure, path: Path) -> None:
+        """Save ``figure`` as PNG at ``path`` and log it under ``figures/``."""
+        from toolkit.viz import save_figure
+
+        self.log_artifact(save_figure(figure, path), "figures")
+
+    def log_model(self, checkpoint: Path, input_example) -> None:
+        """Log the checkpoint as an MLflow pyfunc model named ``model``."""
+        from toolkit.track.pyfunc import log_pyfunc_model
+
+        log_pyfunc_model(checkpoint, input_example)
+
+    def fail(self, error: BaseException) -> None:
+        """Mark the run FAILED with the reason as a tag and the traceback as an artifact."""
+        if self.run_id is None:
+            return
+        message = f"{type(error).__name__}: {error}"
+        self.mlflow.set_tag("failure_reason", message[:5000])
+        text = "".join(traceback.format_exception(error))
+        self.mlflow.log_text(text, "error.txt")
+        self.mlflow.end_run(status="FAILED")
+
+    def finish(self) -> None:
+        if self.run_id is not None:
+            self.mlflow.end_run(status="FINISHED")
+
+
+class MlflowMetrics(Callback):
+    """Logs each epoch's metrics to the active run, with the epoch as the step."""
+
+    def __init__(self, run: MlflowRun) -> None:
+        self.run = run
+
+    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
+        self.run.log_metrics(logs, step=epoch)

@@ -1,0 +1,50 @@
+"""The toolkit model as an MLflow pyfunc: ``mlflow.pyfunc.load_model(uri).predict(images)``
+returns class probabilities (N, K) for raw images, e.g. MNIST (N, 28, 28) uint8.
+
+The model is logged "from code" (this file), not pickled; the toolkit package travels
+with it (``code_paths``), so it loads wherever NumPy and MLflow are installed.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+import toolkit
+
+
+class ToolkitPyfunc(mlflow.pyfunc.PythonModel):
+    """Wraps :class:`toolkit.train.predict.Predictor` around the run's checkpoint."""
+
+    def load_context(self, context) -> None:
+        from toolkit.registry import load_plugins
+        from toolkit.train.predict import Predictor
+
+        load_plugins()
+        self.predictor = Predictor.from_checkpoint(context.artifacts["checkpoint"])
+
+    def predict(self, context, model_input, params=None):
+        values = model_input.to_numpy() if hasattr(model_input, "to_numpy") else model_input
+        return self.predictor.predict_proba(values)
+
+
+mlflow.models.set_model(ToolkitPyfunc())
+
+
+def log_pyfunc_model(checkpoint: Path, input_example: np.ndarray) -> None:
+    """Log ``checkpoint`` as the active run's ``model``."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=__file__,
+            artifacts={"checkpoint": str(checkpoint)},
+            code_paths=[str(Path(toolkit.__file__).parent)],
+            pip_requirements=[f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"],
+            input_example=np.asarray(input_example),
+        )

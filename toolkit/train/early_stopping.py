@@ -1,0 +1,81 @@
+"""Early stopping on a monitored metric, restoring the best weights at the end."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from toolkit.registry import ConfigError
+from toolkit.train.callbacks import Callback
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs.
+
+    Args:
+        monitor: a metric the trainer logs each epoch, e.g. ``val/loss`` or ``val/acc``.
+        patience: epochs without improvement before stopping (>= 1).
+        mode: ``min`` or ``max``; ``auto`` picks ``max`` for accuracies, else ``min``.
+        min_delta: smallest change that counts as an improvement.
+        restore_best: put the best epoch's weights back when training ends.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val/loss",
+        patience: int = 5,
+        mode: str = "auto",
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+    ) -> None:
+        if not isinstance(patience, int) or patience < 1:
+            raise ConfigError(f"trainer.early_stopping.patience must be >= 1; got {patience!r}")
+        if mode not in ("auto", "min", "max"):
+            raise ConfigError(f"trainer.early_stopping.mode must be auto, min or max; got {mode!r}")
+        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+        self.mode = ("max" if monitor.endswith("acc") else "min") if mode == "auto" else mode
+        self.restore_best = restore_best
+        self.best: float | None = None
+        self.best_epoch = 0
+        self._best_params: list[dict[str, np.ndarray]] = []
+        self._wait = 0
+
+    def on_fit_start(self, trainer) -> None:
+        if self.monitor not in trainer.metric_names():
+            names = ", ".join(trainer.metric_names())
+            raise ConfigError(
+                f"trainer.early_stopping.monitor='{self.monitor}' is not logged; "
+                f"choose one of: {names}"
+            )
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
+        value = logs[self.monitor]
+        if self._improved(value):
+            self.best, self.best_epoch, self._wait = value, epoch, 0
+            if self.restore_best:
+                self._best_params = [
+                    {k: v.copy() for k, v in layer.params.items()}
+                    for _, layer in trainer.model.named_layers()
+                ]
+            return
+        self._wait += 1
+        if self._wait >= self.patience:
+            trainer.stop_training = True
+            trainer.log(
+                f"early stopping at epoch {epoch}: {self.monitor} best {self.best:.4f} "
+                f"at epoch {self.best_epoch}"
+            )
+
+    def on_fit_end(self, trainer, logs: dict[str, float]) -> None:
+        if self.restore_best and self._best_params:
+            layers = [layer for _, layer in trainer.model.named_layers()]
+            for layer, saved in zip(layers, self._best_params, strict=True):
+                for key, value in saved.items():
+                    layer.params[key][...] = value

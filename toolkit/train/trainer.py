@@ -1,0 +1,202 @@
+"""The training loop: epochs of mini-batch steps, evaluation and callbacks."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from toolkit.data.batching import iterate_batches, num_batches
+from toolkit.nn.layer import Layer
+from toolkit.nn.losses import Loss
+from toolkit.optim.optimizer import Optimizer
+from toolkit.optim.schedules import Constant, Schedule
+from toolkit.registry import ConfigError
+from toolkit.train.callbacks import Callback
+from toolkit.train.metrics import accuracy
+
+
+class Data(Protocol):
+    """Anything with inputs ``x`` (N, ...) and targets ``y`` (N,) or (N, T)."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class Trainer:
+    """Fits a model with a loss, an optimizer and an LR schedule.
+
+    Each epoch sets the optimizer's LR from the schedule, runs shuffled mini-batches
+    (forward, loss, backward, optimizer step), then evaluates the validation data and calls
+    the callbacks with the epoch's metrics. ``history`` keeps every metric per epoch:
+    ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` (accuracies for classification
+    only), ``lr``, ``time/epoch_s`` and ``grad_norm/<layer>`` (the L2 norm of that layer's
+    parameter gradients, averaged over the epoch's steps). A NaN/inf loss raises
+    :class:`DivergenceError` at once.
+
+    Args:
+        model: a built model.
+        loss: the loss; its ``link`` turns outputs into predictions.
+        optimizer: bound to ``model``'s parameters.
+        schedule: per-epoch LR; constant at the optimizer's LR if omitted.
+        epochs: number of epochs (>= 1).
+        batch_size: samples per step (>= 1).
+        seed: seeds the shuffling order.
+        classification: log accuracies (targets are class indices).
+        callbacks: hooks called at fit start, each epoch end, and fit end.
+        progress: show a progress bar per epoch (on stderr).
+        log_grad_norms: track per-layer gradient norms (a few microseconds per step).
+    """
+
+    def __init__(
+        self,
+        model: Layer,
+        loss: Loss,
+        optimizer: Optimizer,
+        schedule: Schedule | None = None,
+        *,
+        epochs: int = 10,
+        batch_size: int = 64,
+        seed: int = 0,
+        classification: bool = True,
+        callbacks: Sequence[Callback] = (),
+        progress: bool = True,
+        log_grad_norms: bool = True,
+    ) -> None:
+        for key, value in (("trainer.epochs", epochs), ("trainer.batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{key} must be a positive integer; got {value!r}")
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.schedule = schedule or Constant(optimizer.lr, epochs)
+        self.epochs, self.batch_size = epochs, batch_size
+        self.classification = classification
+        self.callbacks = list(callbacks)
+        self.progress, self.log_grad_norms = progress, log_grad_norms
+        self.rng = np.random.default_rng(seed)
+        self.history: dict[str, list[float]] = {"epoch": []}
+        self.stop_training = False
+        self.epoch = 0
+        self._param_layers = [(p, layer) for p, layer in model.named_layers() if layer.params]
+        self._has_val = False
+
+    def metric_names(self) -> list[str]:
+        """Metrics logged each epoch (known once ``fit`` starts)."""
+        splits = ["train", "val"] if self._has_val else ["train"]
+        kinds = ["loss", "acc"] if self.classification else ["loss"]
+        return [f"{s}/{k}" for s in splits for k in kinds] + ["lr"]
+
+    def log(self, message: str) -> None:
+        if self.progress:
+            print(message, file=sys.stderr)
+
+    def fit(self, train: Data, val: Data | None = None) -> dict[str, list[float]]:
+        """Train for ``epochs`` (or until a callback sets ``stop_training``)."""
+        self._has_val = val is not None
+        for callback in self.callbacks:
+            callback.on_fit_start(self)
+        logs: dict[str, float] = {}
+        for epoch in range(self.epoch + 1, self.epochs + 1):
+            self.epoch = epoch
+            logs = self.train_epoch(train)
+            if val is not None:
+                logs.update(self.evaluate(val, prefix="val"))
+            self._record(epoch, logs)
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, epoch, logs)
+            if self.stop_training:
+                break
+        for callback in self.callbacks:
+            callback.on_fit_end(self, logs)
+        return self.history
+
+    @np.errstate(over="ignore", invalid="ignore")  # a NaN/inf loss raises DivergenceError
+    def train_epoch(self, train: Data) -> dict[str, float]:
+        """One pass over ``train``; returns ``train/*`` metrics, ``lr`` and gradient norms."""
+        lr = self.schedule.lr_at(self.epoch - 1)
+        self.optimizer.lr = lr
+        model, loss_fn, optimizer = self.model, self.loss, self.optimizer
+        total_loss, correct, seen, steps = 0.0, 0, 0, 0
+        norms = np.zeros(len(self._param_layers))
+        bar = self._progress_bar(len(train.y))
+        started = time.perf_counter()
+        for xb, yb in iterate_batches(train.x, train.y, self.batch_size, True, self.rng):
+            output = model.forward(xb, training=True)
+            loss = loss_fn.forward(output, yb)
+            if not math.isfinite(loss):
+                bar.close()
+                raise DivergenceError(
+                    f"training diverged: loss became {loss} at epoch {self.epoch}, step "
+                    f"{steps + 1} (lr={lr:g}); lower optim.lr or use a schedule"
+                )
+            model.backward(loss_fn.backward())
+            if self.log_grad_norms:
+                norms += self._grad_norms()
+            optimizer.step()
+            n = len(yb)
+            total_loss += loss * n
+            seen += n
+            steps += 1
+            if self.classification:
+                correct += int(np.count_nonzero(output.argmax(axis=1) == yb))
+            bar.update(1)
+            if steps % 50 == 0:
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
+        bar.close()
+        logs = {"train/loss": total_loss / seen, "lr": lr}
+        if self.classification:
+            logs["train/acc"] = correct / seen
+        logs["time/epoch_s"] = time.perf_counter() - started
+        if self.log_grad_norms:
+            for (path, _), total in zip(self._param_layers, norms, strict=True):
+                logs[f"grad_norm/{path}"] = float(total / steps)
+        return logs
+
+    def _grad_norms(self) -> np.ndarray:
+        return np.array(
+            [
+                math.sqrt(sum(float(np.vdot(g, g)) for g in layer.grads.values()))
+                for _, layer in self._param_layers
+            ]
+        )
+
+    def _progress_bar(self, num_samples: int):
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=num_batches(num_samples, self.batch_size),
+            desc=f"epoch {self.epoch}/{self.epochs}",
+            unit="batch",
+            disable=not self.progress,
+            leave=True,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+
+    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Raw model outputs for ``x`` (N, ...) in evaluation mode, batch by batch."""
+        outputs = [
+            self.model.forward(x[i : i + batch_size], training=False)
+            for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(outputs)
+
+    def evaluate(self, data: Data, prefix: str = "test") -> dict[str, float]:
+        """``{prefix}/loss`` (and ``{prefix}/acc`` for classification) on ``data``."""
+        outputs = self.predict(data.x)
+        metrics = {f"{prefix}/loss": float(self.loss.forward(outputs, data.y))}
+        if self.classification:
+            metrics[f"{prefix}/acc"] = accuracy(outputs, data.y)
+        return metrics
+
+    def _record(self, epoch: int, logs: dict[str, float]) -> None:
+        self.history["epoch"].append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
