@@ -248,8 +248,8 @@ def _unreachable_reason(cls: type) -> str | None:
     """Why none of ``cls``'s download hosts answers within the timeout, or ``None`` when one
     does (or none is known). Checked before torchvision's download, which first creates
     folders in the root and then tries each mirror with long waits."""
-    url = getattr(cls, "url", None)  # one archive (EMNIST, CIFAR), else the MNIST mirrors
-    urls = [url] if isinstance(url, str) else list(getattr(cls, "mirrors", []))
+    archive = getattr(cls, "url", None)  # one archive (EMNIST, CIFAR), else the MNIST mirrors
+    urls = [archive] if isinstance(archive, str) else list(getattr(cls, "mirrors", []))
     reasons = []
     for url in urls:
         parts = urllib.parse.urlsplit(url)
