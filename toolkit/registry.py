@@ -140,10 +140,21 @@ optimizers: Registry = Registry("optimizer", group="optim")
 schedules: Registry = Registry("schedule", group="schedule")
 datasets: Registry = Registry("dataset", group="dataset")
 models: Registry = Registry("model", group="model")
+augmentations: Registry = Registry("augmentation")
 
 REGISTRIES: dict[str, Registry] = {
     r.kind: r
-    for r in (layers, activations, losses, initializers, optimizers, schedules, datasets, models)
+    for r in (
+        layers,
+        activations,
+        losses,
+        initializers,
+        optimizers,
+        schedules,
+        datasets,
+        models,
+        augmentations,
+    )
 }
 
 
