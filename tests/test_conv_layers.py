@@ -53,6 +53,8 @@ CONV_CASES = [
     ((2, 3, 8, 8), 2, 5, 1, 2, True),
     ((2, 1, 8, 8), 4, 2, 2, 0, True),
     ((2, 4, 5, 5), 3, 1, 1, 0, True),
+    ((2, 2, 2, 3), 3, 7, 1, 3, False),  # "same" kernel larger than the image
+    ((3, 2, 1, 1), 2, 5, 1, "same", True),
 ]
 
 
@@ -359,3 +361,35 @@ def test_batchnorm_aliases_check_the_rank():
 def test_residual_block_rejects_even_kernels():
     with pytest.raises(ConfigError, match="kernel_size=2 must be odd"):
         ResidualBlock(4, kernel_size=2)
+
+
+# --- memory layouts -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        Conv2d(3, 3, padding=1),
+        Conv2d(3, 2, 2),
+        Conv2d(3, 3, 2, 1, floor_mode=True),
+        MaxPool2d(2),
+        MaxPool2d(3, 2),
+        AvgPool2d(2),
+        BatchNorm(),
+        GlobalAvgPool(),
+    ],
+    ids=repr,
+)
+def test_channel_major_and_strided_inputs_give_the_same_results(layer):
+    """conv2d returns channel-major views; every layer must accept any memory layout."""
+    x = np.random.default_rng(0).standard_normal((4, 2, 8, 8))
+    built(layer, (2, 8, 8))
+    y, dx, dy = forward_backward(layer, x)
+    channel_major = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    strided = np.zeros((4, 2, 8, 16))[..., ::2]
+    strided[...] = x
+    for other in (channel_major, strided):
+        y2 = layer.forward(other, training=True)
+        dy2 = np.asfortranarray(dy)
+        np.testing.assert_allclose(y2, y, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(layer.backward(dy2), dx, rtol=1e-12, atol=1e-12)

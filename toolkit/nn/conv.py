@@ -1,20 +1,35 @@
-"""2-D convolution (``conv2d``) by im2col + one matrix product per sample.
+"""2-D convolution (``conv2d``): im2col + one matrix product (GEMM) over the whole batch.
 
-Forward, for a stride-``s`` convolution with a ``k x k`` kernel::
+Shapes (``k x k`` kernel, stride ``s``, padding ``p``, ``F`` filters)::
 
-    x (N, C, H, W) --pad--> (N, C, H+2p, W+2p) --im2col--> cols (N, C*k*k + 1, H'*W')
-    y[n] = W_aug (F, C*k*k + 1) @ cols[n]          -> y (N, F, H', W')
+    x (N, C, H, W) --im2col--> cols (C*k*k + 1, N*H'*W')
+    y = W_aug (F, C*k*k + 1) @ cols  -> (F, N*H'*W') -> y (N, F, H', W')
 
-``cols`` holds, for every output position, the ``C*k*k`` input values its kernel sees,
-plus a row of ones so that the bias is the last column of ``W_aug`` (one GEMM does the
-product and the bias; the bias gradient falls out of the weight gradient). The copy into
-``cols`` is ``k*k`` shifted strided slices of the padded input (a sliding-window view), so
-its inner loop runs along image rows. Backward::
+Row ``(c, i, j)`` of ``cols`` holds input channel ``c`` seen through kernel offset
+``(i, j)`` at every output position of every sample; the last row is ones, so the bias is
+the last column of ``W_aug`` and the bias gradient falls out of the weight gradient.
+Backward::
 
-    dW_aug = sum_n dy[n] (F, H'*W') @ cols[n]^T       -> dW (F, C, k, k), db (F,)
-    dcols[n] = W^T (C*k*k, F) @ dy[n]                  -> (N, C*k*k, H'*W')
-    dx = col2im(dcols): for each of the k*k kernel offsets add its slice into the
-         padded input gradient (a loop over offsets, never over pixels), then crop.
+    dW_aug = dy (F, N*H'*W') @ cols^T          -> grads W (F, C, k, k) and b (F,)
+    dcols  = W^T (C*k*k, F) @ dy               -> (C*k*k, N*H'*W')
+    dx     = col2im(dcols)                     -> (N, C, H, W)
+
+col2im is the adjoint of im2col: each kernel offset adds its rows of ``dcols`` back onto
+the input positions it read. Both loop over the ``k*k`` offsets, never over pixels:
+
+* stride 1 with "same" padding (``2p = k - 1``, the LeNet/ResNet case): offset
+  ``(i, j)`` reads the image shifted by ``(i-p)*W + (j-p)`` in the flattened
+  (N*H*W) positions of each channel, so im2col is ``k*k`` contiguous shifted copies and
+  col2im ``k*k`` contiguous shifted adds; the taps that fall outside the image (and
+  wrap around in the flat view) are zeroed.
+* any other geometry: im2col copies strided slices of a zero-padded input (a sliding-
+  window view); col2im adds strided slices clipped to the unpadded input.
+
+Layout: the layer works channel-major. ``cols``, the GEMM output and dx live in
+(C, N, H, W) memory, and ``forward``/``backward`` return NCHW-shaped *views* of it
+(``transpose(1, 0, 2, 3)``), which saves a transpose per call. Element-wise layers keep
+that layout (NumPy allocates results in the input's memory order), pooling and the next
+convolution use it without copies, and a flatten copies it into NCHW order.
 
 Output size: ``H' = (H + 2p - k) / s + 1`` must be a whole number unless ``floor_mode``
 (PyTorch's behaviour: the last rows/columns that do not fit a full stride are dropped).
@@ -81,8 +96,8 @@ class Conv2d(Layer):
             None if in_channels is None else positive_int(in_channels, "in_channels", "conv2d")
         )
         self.floor_mode = bool(floor_mode)
-        self._padded: np.ndarray | None = None  # (N, C, H+2p, W+2p) zero-bordered scratch
-        self._cols: np.ndarray | None = None  # (N, C*k*k [+1], H'*W') patches of the last x
+        self._padded: np.ndarray | None = None  # (C, N, H+2p, W+2p) zero-bordered scratch
+        self._cols: np.ndarray | None = None  # (C*k*k [+1], N, H', W') patches of the last x
 
     def _padding_amount(self, padding: int | str) -> int:
         if padding == "same":
@@ -153,59 +168,142 @@ class Conv2d(Layer):
             return weights
         return np.concatenate([weights, self.params["b"][:, None]], axis=1)
 
-    def _scratch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The padded-input and ``cols`` buffers for a batch like ``x`` (reused across calls)."""
-        n, c, h, w = x.shape
+    def _scratch(self, batch: int) -> np.ndarray:
+        """The ``cols`` buffer (C*k*k [+1], N, H', W') for ``batch`` samples, reused across
+        calls (its last row of ones multiplies the bias); for the sliding-window path also
+        a zero-bordered padded input (C, N, H+2p, W+2p)."""
+        c, h, w = self.input_shape
         k, p, dtype = self.kernel_size, self.pad, self.params["W"].dtype
         _, out_h, out_w = self.output_shape
-        rows = c * k * k + self.bias
-        if self._cols is None or self._cols.shape != (n, rows, out_h * out_w):
-            self._cols = np.empty((n, rows, out_h * out_w), dtype=dtype)
+        shape = (c * k * k + self.bias, batch, out_h, out_w)
+        if self._cols is None or self._cols.shape != shape:
+            self._cols = np.empty(shape, dtype=dtype)
             if self.bias:
-                self._cols[:, -1] = 1
-            self._padded = np.zeros((n, c, h + 2 * p, w + 2 * p), dtype=dtype) if p else None
-        return self._padded, self._cols
+                self._cols[-1] = 1
+            if p and not self._shifts:
+                self._padded = np.zeros((c, batch, h + 2 * p, w + 2 * p), dtype=dtype)
+        return self._cols
+
+    @property
+    def _shifts(self) -> bool:
+        """Stride 1 with "same" padding: im2col/col2im by flat shifts."""
+        return self.stride == 1 and 2 * self.pad == self.kernel_size - 1
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """x (N, C, H, W) -> y (N, F, H', W')."""
+        """x (N, C, H, W) -> y (N, F, H', W'), a view of channel-major memory."""
         n, c = x.shape[:2]
+        k = self.kernel_size
+        _, out_h, out_w = self.output_shape
+        cols = self._scratch(n)
+        patches = cols[: c * k * k].reshape(c, k, k, n, out_h, out_w)
+        by_channel = x.transpose(1, 0, 2, 3)  # (C, N, H, W), a view
+        if self._shifts:
+            im2col_shifted(by_channel, patches, self.pad)
+        else:
+            self._im2col_windows(by_channel, patches)
+        y = self._weight_matrix() @ cols.reshape(cols.shape[0], -1)  # (F, N*H'*W')
+        return y.reshape(self.out_channels, n, out_h, out_w).transpose(1, 0, 2, 3)
+
+    def _im2col_windows(self, x: np.ndarray, patches: np.ndarray) -> None:
+        """patches (C, k, k, N, H', W') <- strided windows of x (C, N, H, W) padded by p."""
         k, s, p = self.kernel_size, self.stride, self.pad
         _, out_h, out_w = self.output_shape
-        padded, cols = self._scratch(x)
         if p:
-            padded[:, :, p:-p, p:-p] = x
-        else:
-            padded = x
-        windows = sliding_window_view(padded, (k, k), axis=(2, 3))
-        windows = windows[:, :, : s * out_h : s, : s * out_w : s]  # (N, C, H', W', k, k)
-        patches = cols[:, : c * k * k].reshape(n, c, k, k, out_h, out_w)
-        np.copyto(patches, windows.transpose(0, 1, 4, 5, 2, 3), casting="same_kind")
-        y = np.matmul(self._weight_matrix(), cols)
-        return y.reshape(n, self.out_channels, out_h, out_w)
+            self._padded[:, :, p:-p, p:-p] = x
+            x = self._padded
+        windows = sliding_window_view(x, (k, k), axis=(2, 3))
+        windows = windows[:, :, : s * out_h : s, : s * out_w : s]  # (C, N, H', W', k, k)
+        np.copyto(patches, windows.transpose(0, 4, 5, 1, 2, 3), casting="same_kind")
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy (N, F, H', W') -> dx (N, C, H, W); fills grads["W"] (and grads["b"])."""
-        cols = self._cols
-        n, f = dy.shape[:2]
-        c, h, w = self.input_shape
-        dy = np.ascontiguousarray(dy, dtype=cols.dtype).reshape(n, f, -1)
-        # sum_n dy[n] @ cols[n]^T as one GEMM: (F, N*P) @ (N*P, rows)
-        grad = np.einsum("nfp,nrp->fr", dy, cols, optimize=True)
-        k2 = c * self.kernel_size**2
-        self.grads["W"][...] = grad[:, :k2].reshape(self.grads["W"].shape)
+        rows, n = self._cols.shape[:2]
+        f, k = self.out_channels, self.kernel_size
+        cols = self._cols.reshape(rows, -1)
+        # (F, N*H'*W'): no copy when dy is channel-major (as behind our own output)
+        dy = np.ascontiguousarray(dy.transpose(1, 0, 2, 3), dtype=cols.dtype).reshape(f, -1)
+        grad = (cols @ dy.T).T  # (F, rows); this operand order is the faster GEMM
+        taps = rows - self.bias
+        self.grads["W"][...] = grad[:, :taps].reshape(self.grads["W"].shape)
         if self.bias:
-            self.grads["b"][...] = grad[:, k2]
-        dcols = np.matmul(self.params["W"].reshape(f, k2).T, dy)
-        return self._col2im(dcols, n)
+            self.grads["b"][...] = grad[:, taps]
+        dcols = self.params["W"].reshape(f, taps).T @ dy  # (C*k*k, N*H'*W')
+        dcols = dcols.reshape(self.input_shape[0], k, k, n, *self.output_shape[1:])
+        dx = col2im_shifted(dcols, self.pad) if self._shifts else self._col2im_clipped(dcols)
+        return dx.transpose(1, 0, 2, 3)
 
-    def _col2im(self, dcols: np.ndarray, n: int) -> np.ndarray:
-        """Sum the patch gradients dcols (N, C*k*k, H'*W') back onto dx (N, C, H, W)."""
-        c, h, w = self.input_shape
-        k, s, p = self.kernel_size, self.stride, self.pad
+    def _col2im_clipped(self, dcols: np.ndarray) -> np.ndarray:
+        """dcols (C, k, k, N, H', W') -> dx (C, N, H, W): one strided add per kernel offset,
+        clipped to the unpadded input (no padded buffer, no crop)."""
+        c, n = dcols.shape[0], dcols.shape[3]
+        _, h, w = self.input_shape
         _, out_h, out_w = self.output_shape
-        dpadded = np.zeros((n, c, h + 2 * p, w + 2 * p), dtype=dcols.dtype)
-        patches = dcols.reshape(n, c, k, k, out_h, out_w)
-        for i in range(k):
-            for j in range(k):
-                dpadded[:, :, i : i + s * out_h : s, j : j + s * out_w : s] += patches[:, :, i, j]
-        return dpadded[:, :, p : p + h, p : p + w] if p else dpadded
+        k, s, p = self.kernel_size, self.stride, self.pad
+        rows = [tap_span(i, h, out_h, s, p) for i in range(k)]
+        cols = [tap_span(j, w, out_w, s, p) for j in range(k)]
+        dx = np.zeros((c, n, h, w), dtype=dcols.dtype)
+        for i, (out_rows, in_rows) in enumerate(rows):
+            for j, (out_cols, in_cols) in enumerate(cols):
+                dx[:, :, in_rows, in_cols] += dcols[:, i, j, :, out_rows, out_cols]
+        return dx
+
+
+def tap_span(offset: int, size: int, out_size: int, stride: int, pad: int) -> tuple[slice, slice]:
+    """Along one axis of ``size`` inputs: the output positions whose kernel tap
+    ``offset`` lands inside the unpadded input, and the input positions it lands on."""
+    lo = max(0, -((offset - pad) // stride))  # first o with o*stride + offset - pad >= 0
+    hi = max(lo, min(out_size, (size - 1 + pad - offset) // stride + 1))
+    start = lo * stride + offset - pad
+    return slice(lo, hi), slice(start, start + stride * (hi - lo), stride)
+
+
+def zero_outside(patches: np.ndarray, pad: int) -> None:
+    """Zero the entries of patches (C, k, k, N, H, W) of a stride-1 "same" convolution
+    whose tap (i - pad, j - pad) falls outside the H x W image."""
+    k, h, w = patches.shape[1], patches.shape[4], patches.shape[5]
+    for i in range(k):
+        d = i - pad
+        if d:
+            rows = slice(max(h - d, 0), h) if d > 0 else slice(0, min(-d, h))
+            patches[:, i, :, :, rows, :] = 0
+            cols = slice(max(w - d, 0), w) if d > 0 else slice(0, min(-d, w))
+            patches[:, :, i, :, :, cols] = 0
+
+
+def im2col_shifted(x: np.ndarray, patches: np.ndarray, pad: int) -> None:
+    """patches (C, k, k, N, H, W) <- x (C, N, H, W) for a stride-1 "same" convolution:
+    tap (i, j) is x shifted by (i - pad) * W + (j - pad) in the flat N*H*W positions."""
+    c, k, n, h, w = patches.shape[0], patches.shape[1], *patches.shape[3:]
+    size = n * h * w
+    x = x.reshape(c, size)  # a view for channel-major x, else a copy
+    flat = patches.reshape(c, k, k, size)
+    for i in range(k):
+        for j in range(k):
+            shift = (i - pad) * w + (j - pad)
+            if abs(shift) >= size:  # every tap outside: zeroed below
+                continue
+            if shift >= 0:
+                flat[:, i, j, : size - shift] = x[:, shift:]
+            else:
+                flat[:, i, j, -shift:] = x[:, :shift]
+    zero_outside(patches, pad)  # including the ends the shifted copies did not write
+
+
+def col2im_shifted(dcols: np.ndarray, pad: int) -> np.ndarray:
+    """dcols (C, k, k, N, H, W) -> dx (C, N, H, W), the adjoint of :func:`im2col_shifted`
+    (``dcols`` is overwritten: its taps outside the image are zeroed first)."""
+    c, k, n, h, w = dcols.shape[0], dcols.shape[1], *dcols.shape[3:]
+    size = n * h * w
+    zero_outside(dcols, pad)
+    flat = dcols.reshape(c, k, k, size)
+    dx = flat[:, pad, pad].copy()  # the centre tap covers every position
+    for i in range(k):
+        for j in range(k):
+            shift = (i - pad) * w + (j - pad)
+            if abs(shift) >= size:
+                continue
+            if shift > 0:
+                dx[:, shift:] += flat[:, i, j, : size - shift]
+            elif shift < 0:
+                dx[:, :shift] += flat[:, i, j, -shift:]
+    return dx.reshape(c, n, h, w)
