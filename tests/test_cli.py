@@ -73,6 +73,10 @@ def test_cli_startup_imports_no_heavy_library():
         ("model.hidden_sizes=[128,0]", "model.hidden_sizes must be positive integers"),
         ("model.dropout=1.0", "dropout rate must be in [0, 1)"),
         ("split.val=0.3", "split.train + split.val + split.test = 1.2"),
+        ("optim.lr=abc", "optim.lr=abc; Value 'abc' of type 'str' could not be converted"),
+        ("optim.lrr=0.1", "optim.lrr is not a config key; did you mean: optim.lr?"),
+        ("dataset.root=/nonexistent", "MNIST not found in /nonexistent/MNIST/raw"),
+        ("dtype=float16", "dtype must be one of float32, float64"),
     ],
 )
 def test_bad_input_fails_fast_with_one_line_and_records_nothing(tmp_path, override, expected):

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit.app.config_store import register_configs
-from toolkit.app.overrides import check_group_overrides
+from toolkit.app.overrides import check_composition, check_group_overrides
 from toolkit.registry import ConfigError, load_plugins
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -105,6 +105,8 @@ def main() -> None:
         load_plugins()
         register_configs()
         check_group_overrides(sys.argv[1:], CONF_DIR)
+        if not {"-m", "--multirun", "-h", "--help", "--hydra-help"} & set(sys.argv[1:]):
+            check_composition(sys.argv[1:], CONF_DIR)
     except ConfigError as err:
         fail(str(err))
     hydra_entry()

@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
-from toolkit.registry import ConfigError, unknown_name_message
+from toolkit.registry import ConfigError, close_matches, unknown_name_message
 
 _OVERRIDE = re.compile(r"^[+~]{0,2}(?P<group>[A-Za-z_][\w/]*)=(?P<value>[^=]*)$")
 _SWEEP_SYNTAX = set("()[]{}$*")
@@ -49,3 +50,47 @@ def check_group_overrides(argv: list[str], conf_dir: Path) -> None:
         for option in match["value"].split(","):
             if option and option != "null" and option not in options:
                 raise ConfigError(unknown_name_message(group, option, options, key=group))
+
+
+def _dotted_overrides(argv: list[str]) -> list[str]:
+    """Command-line overrides Hydra composes into the job config (not flags, not hydra.*)."""
+    return [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
+
+
+def _keys_near(cfg, full_key: str) -> list[str]:
+    """Sibling keys of ``full_key`` in ``cfg`` that look like its last part."""
+    parent, _, leaf = full_key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if not isinstance(node, DictConfig):
+        return []
+    return [f"{parent}.{k}" if parent else k for k in close_matches(leaf, list(node.keys()))]
+
+
+def _one_line(error: BaseException) -> str:
+    """Hydra's message and its cause's as one line (indented detail lines dropped)."""
+    text = f"{error}\n{error.__cause__ or ''}"
+    return "; ".join(line.strip() for line in text.splitlines() if line and line[0] != " ")
+
+
+def check_composition(argv: list[str], conf_dir: Path) -> None:
+    """Compose the job config once (single runs) so that unknown keys and wrong value types
+    fail with one line, e.g. ``optim.lrr is not a config key; did you mean: optim.lr?``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    overrides = _dotted_overrides(argv)
+    with initialize_config_dir(str(conf_dir), version_base="1.3"):
+        try:
+            compose("config", overrides=overrides)
+        except (HydraException, OmegaConfBaseException) as err:
+            cause = err.__cause__ or err
+            full_key = getattr(cause, "full_key", None)
+            if isinstance(cause, ConfigKeyError | ConfigAttributeError) and full_key:
+                base = [o for o in overrides if not o.lstrip("+~").startswith(f"{full_key}=")]
+                near = _keys_near(compose("config", overrides=base), full_key)
+                hint = f"; did you mean: {', '.join(near)}?" if near else ""
+                raise ConfigError(
+                    f"{full_key} is not a config key{hint} (to add a new key: +{full_key}=...)"
+                ) from None
+            raise ConfigError(_one_line(err)) from None
