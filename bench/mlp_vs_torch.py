@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 
@@ -26,14 +25,16 @@ from toolkit.data import load_dataset, split_dataset
 from toolkit.models import ModelSpec, build_model
 from toolkit.registry import load_plugins, losses, optimizers
 from toolkit.train import Trainer
+from toolkit.train.trainer import blas_threads
 
 HIDDEN = [128, 64]
 ACTIVATIONS = ["relu", "tanh"]
 
 
 class ToolkitRunner:
-    def __init__(self, data, batch_size: int, seed: int) -> None:
+    def __init__(self, data, batch_size: int, seed: int, threads: int) -> None:
         self.train, self.test = data.train, data.test
+        self.threads = threads
         spec = ModelSpec(
             "mlp", (1, 28, 28), 10, {"hidden_sizes": HIDDEN, "activation": ACTIVATIONS}
         )
@@ -51,7 +52,8 @@ class ToolkitRunner:
     def epoch(self) -> float:
         self.trainer.epoch += 1
         started = time.perf_counter()
-        self.trainer.train_epoch(self.train)
+        with blas_threads(self.threads):
+            self.trainer.train_epoch(self.train)
         return time.perf_counter() - started
 
     def test_accuracy(self) -> float:
@@ -104,25 +106,21 @@ class TorchRunner:
         return float((predictions == self.y_test).float().mean())
 
 
-def blas_threads() -> int:
-    from threadpoolctl import threadpool_info
-
-    counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
-    return max(counts) if counts else os.cpu_count() or 1
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="BLAS threads (toolkit) = intra-op threads (torch)"
+    )
     args = parser.parse_args()
 
     load_plugins()
     data = split_dataset(load_dataset("mnist"), train=1.0, val=0.0, test=0.0, seed=args.seed)
-    threads = blas_threads()
+    threads = args.threads
     runners = {
-        "toolkit": ToolkitRunner(data, args.batch_size, args.seed),
+        "toolkit": ToolkitRunner(data, args.batch_size, args.seed, threads),
         "pytorch": TorchRunner(data, args.batch_size, args.seed, threads),
     }
     times: dict[str, list[float]] = {name: [] for name in runners}

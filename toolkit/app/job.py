@@ -108,6 +108,7 @@ def build_job(cfg: DictConfig, callbacks: list | None = None, progress: bool = T
         callbacks=all_callbacks,
         progress=progress and cfg.trainer.progress,
         log_grad_norms=cfg.trainer.log_grad_norms,
+        threads=cfg.trainer.threads,
     )
     for split in (splits.train, splits.val, splits.test):
         if split is not None:

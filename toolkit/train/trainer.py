@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -18,6 +19,15 @@ from toolkit.optim.schedules import Constant, Schedule
 from toolkit.registry import ConfigError
 from toolkit.train.callbacks import Callback
 from toolkit.train.metrics import accuracy
+
+
+def blas_threads(threads: int | None) -> contextlib.AbstractContextManager:
+    """A context limiting BLAS to ``threads`` threads (no limit for ``None``)."""
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 class Data(Protocol):
@@ -54,6 +64,9 @@ class Trainer:
         callbacks: hooks called at fit start, each epoch end, and fit end.
         progress: show a progress bar per epoch (on stderr).
         log_grad_norms: track per-layer gradient norms (a few microseconds per step).
+        threads: BLAS threads while fitting (``None``: leave the library's setting).
+            OpenBLAS threads spin while waiting for work, so on a busy machine more
+            threads can be many times slower; one thread per job is the safe choice.
     """
 
     def __init__(
@@ -70,6 +83,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
         log_grad_norms: bool = True,
+        threads: int | None = None,
     ) -> None:
         for key, value in (("trainer.epochs", epochs), ("trainer.batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -80,6 +94,13 @@ class Trainer:
         self.classification = classification
         self.callbacks = list(callbacks)
         self.progress, self.log_grad_norms = progress, log_grad_norms
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise ConfigError(
+                f"trainer.threads must be a positive integer or null; got {threads!r}"
+            )
+        self.threads = threads
         self.rng = np.random.default_rng(seed)
         self.history: dict[str, list[float]] = {"epoch": []}
         self.stop_training = False
@@ -99,6 +120,10 @@ class Trainer:
 
     def fit(self, train: Data, val: Data | None = None) -> dict[str, list[float]]:
         """Train for ``epochs`` (or until a callback sets ``stop_training``)."""
+        with blas_threads(self.threads):
+            return self._fit(train, val)
+
+    def _fit(self, train: Data, val: Data | None) -> dict[str, list[float]]:
         self._has_val = val is not None
         for callback in self.callbacks:
             callback.on_fit_start(self)
