@@ -11,6 +11,8 @@ and the running variance takes the *unbiased* batch variance ``var_c * M / (M - 
 Evaluation mode normalises with the running statistics instead. Backward (training)::
 
     dx = gamma / sqrt(var + eps) / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat))
+
+Per-channel sums of products use ``einsum`` (one pass, no temporary array).
 """
 
 from __future__ import annotations
@@ -70,27 +72,28 @@ class BatchNorm(Layer):
             "running_mean": np.zeros(channels, dtype),
             "running_var": np.ones(channels, dtype),
         }
-        # axes reduced per channel, and how a (C,) vector broadcasts against the input
+        # axes reduced per channel, how a (C,) vector broadcasts against the input, and
+        # the einsum that sums a product per channel in one pass without a temporary
         self._axes = (0,) if len(shape) == 1 else (0, 2, 3)
         self._column = (1, channels) if len(shape) == 1 else (1, channels, 1, 1)
+        self._dot = "nc,nc->c" if len(shape) == 1 else "nchw,nchw->c"
         return shape
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, C[, H, W]) -> y of the same shape."""
+        column = self._column
         if training:
             mean = x.mean(axis=self._axes)
-            centered = x - mean.reshape(self._column)
-            var = np.mean(np.square(centered), axis=self._axes)
+            centered = x - mean.reshape(column)
+            var = np.einsum(self._dot, centered, centered) / (x.size // mean.size)
             self._update_running(mean, var, x.size // mean.size)
         else:
-            centered = x - self.buffers["running_mean"].reshape(self._column)
+            centered = x - self.buffers["running_mean"].reshape(column)
             var = self.buffers["running_var"]
-        inv_std = 1.0 / np.sqrt(var + self.eps)
-        centered *= inv_std.reshape(self._column)  # now x_hat
-        self._x_hat, self._inv_std = centered, inv_std
-        y = centered * self.params["gamma"].reshape(self._column)
-        y += self.params["beta"].reshape(self._column)
+        self._centered, self._inv_std = centered, 1.0 / np.sqrt(var + self.eps)
         self._training = training
+        y = centered * (self.params["gamma"] * self._inv_std).reshape(column)
+        y += self.params["beta"].reshape(column)
         return y
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
@@ -103,19 +106,17 @@ class BatchNorm(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy (N, C[, H, W]) -> dx of the same shape; fills grads["gamma"], grads["beta"]."""
-        x_hat, column = self._x_hat, self._column
+        centered, inv_std, column = self._centered, self._inv_std, self._column
         dbeta = dy.sum(axis=self._axes)
-        dgamma = np.sum(dy * x_hat, axis=self._axes)
+        dgamma = np.einsum(self._dot, dy, centered) * inv_std  # sum(dy * x_hat)
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dgamma
-        scale = self.params["gamma"] * self._inv_std
-        if not self._training:  # running statistics are constants: an affine map
-            return dy * scale.reshape(column)
-        count = dy.size // dbeta.size
-        dx = x_hat * (-dgamma / count).reshape(column)
-        dx += dy
-        dx -= (dbeta / count).reshape(column)
-        dx *= scale.reshape(column)
+        scale = self.params["gamma"] * inv_std
+        dx = dy * scale.reshape(column)
+        if self._training:  # the batch statistics depend on x too
+            count = dy.size // dbeta.size
+            dx -= centered * (scale * inv_std * dgamma / count).reshape(column)
+            dx -= (scale * dbeta / count).reshape(column)
         return dx
 
 
