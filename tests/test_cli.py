@@ -178,3 +178,26 @@ def test_plugins_work_from_the_command_line_without_yaml(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "done: test/loss=" in result.stderr
+
+
+@requires_mnist
+def test_cnn_run_writes_conv_figures_and_receptive_fields(tmp_path, cache_dir):
+    result = toolkit(
+        "+model=cnn",
+        "dataset.subset=600",
+        "trainer.epochs=1",
+        "logger=none",
+        "trainer.progress=false",
+        "hydra.run.dir=out",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = {p.name for p in (tmp_path / "out" / "figures").iterdir()}
+    assert {
+        "filters.png",
+        "feature_maps_0.png",
+        "misclassified.png",
+        "confusion_matrix.png",
+    } <= figures
+    table = (tmp_path / "out" / "receptive_field.md").read_text()
+    assert "| 5.maxpool2d | (32, 7, 7) | 10x10 | 4 |" in table

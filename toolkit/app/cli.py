@@ -48,7 +48,15 @@ def run_params(cfg: DictConfig) -> dict[str, str]:
 
 def run_job(cfg: DictConfig) -> float | None:
     """Train one configuration and record it; returns the monitored validation metric."""
-    from toolkit.app.job import build_job, figures, fit_and_test, raw_input_example, write_outputs
+    from toolkit.app.job import (
+        build_job,
+        figures,
+        fit_and_test,
+        raw_input_example,
+        receptive_field_report,
+        save_figures,
+        write_outputs,
+    )
     from toolkit.train.trainer import DivergenceError
 
     load_plugins()
@@ -63,6 +71,9 @@ def run_job(cfg: DictConfig) -> float | None:
     except ConfigError as err:
         fail(str(err))
     print(job.model.summary(), file=sys.stderr)
+    table = receptive_field_report(job)
+    if table is not None:
+        print(table, file=sys.stderr)
     try:
         if run is not None:
             from toolkit.track.mlflow_run import MlflowMetrics
@@ -71,13 +82,16 @@ def run_job(cfg: DictConfig) -> float | None:
             job.trainer.callbacks.append(MlflowMetrics(run))
         metrics = fit_and_test(job)
         paths = write_outputs(job, output_dir, metrics)
+        figure_paths = save_figures(figures(job), output_dir / "figures")
         if run is not None:
             run.log_metrics({k: v for k, v in metrics.items() if k.startswith("test/")})
             run.log_artifact(paths["config"])
             run.log_artifact(paths["metrics"])
             run.log_artifact(paths["checkpoint"], "checkpoint")
-            for name, figure in figures(job).items():
-                run.log_figure(figure, output_dir / "figures" / name)
+            if "receptive_field" in paths:
+                run.log_artifact(paths["receptive_field"])
+            for path in figure_paths:
+                run.log_artifact(path, "figures")
             if cfg.logger.log_model:
                 run.log_model(paths["checkpoint"], raw_input_example(job))
     except BaseException as err:

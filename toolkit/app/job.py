@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from toolkit.analysis.feature_maps import has_conv, stage_outputs
+from toolkit.analysis.receptive_field import field_table, receptive_fields
 from toolkit.data import Dataset, Splits, split_dataset
 from toolkit.models import ModelSpec, build_model
 from toolkit.nn.layer import Layer
@@ -136,11 +138,20 @@ def write_outputs(job: Job, output_dir: Path, metrics: dict[str, float]) -> dict
     paths["metrics"].write_text(json.dumps(metrics, indent=2))
     paths["config"].write_text(OmegaConf.to_yaml(job.config, resolve=True))
     save_checkpoint(paths["checkpoint"], job.model, job.checkpoint_meta())
+    table = receptive_field_report(job)
+    if table is not None:
+        paths["receptive_field"] = output_dir / "receptive_field.md"
+        paths["receptive_field"].write_text(table + "\n")
     return paths
 
 
 def figures(job: Job) -> dict[str, Any]:
-    """The run's figures by file name (matplotlib imported here, after training)."""
+    """The run's figures by file name (matplotlib imported here, after training).
+
+    All runs: learning curves, LR schedule, gradient norms; classifiers: confusion matrix;
+    CNNs also: first-layer filters, feature maps of every conv/pool stage for three test
+    images, and a grid of misclassified test images.
+    """
     from toolkit import viz
 
     history = job.trainer.history
@@ -150,12 +161,37 @@ def figures(job: Job) -> dict[str, Any]:
     }
     if any(k.startswith("grad_norm/") for k in history):
         found["grad_norms.png"] = viz.grad_norms(history)
-    if job.classification:
-        test = job.splits.test
-        predictions = job.trainer.predict(test.x).argmax(axis=1)
-        matrix = confusion_matrix(test.y, predictions, job.dataset.num_classes)
-        found["confusion_matrix.png"] = viz.confusion_matrix_figure(matrix, job.dataset.class_names)
+    if not job.classification:
+        return found
+    test = job.splits.test
+    probabilities = job.loss.link(job.trainer.predict(test.x))
+    predictions = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(test.y, predictions, job.dataset.num_classes)
+    found["confusion_matrix.png"] = viz.confusion_matrix_figure(matrix, job.dataset.class_names)
+    if has_conv(job.model):
+        first_conv = next(layer for _, layer in job.model.named_layers() if layer.kind == "conv2d")
+        found["filters.png"] = viz.filters_figure(first_conv.params["W"])
+        maps = stage_outputs(job.model, test.x[:3])
+        for i in range(min(3, len(test.x))):
+            stages = {name: m[i] for name, m in maps.items()}
+            found[f"feature_maps_{i}.png"] = viz.feature_maps_figure(stages, image=test.x[i])
+        confidence = probabilities.max(axis=1)
+        found["misclassified.png"] = viz.misclassified_grid(test.x, test.y, predictions, confidence)
     return found
+
+
+def save_figures(found: dict[str, Any], folder: Path) -> list[Path]:
+    """Save figures as PNG files in ``folder``; returns their paths."""
+    from toolkit.viz import save_figure
+
+    return [save_figure(figure, folder / name) for name, figure in found.items()]
+
+
+def receptive_field_report(job: Job) -> str | None:
+    """The receptive-field table of a CNN (Markdown), or None for models without convs."""
+    if not has_conv(job.model):
+        return None
+    return field_table(receptive_fields(job.model))
 
 
 def raw_input_example(job: Job, count: int = 5) -> np.ndarray:

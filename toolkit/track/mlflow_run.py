@@ -96,12 +96,6 @@ class MlflowRun:
     def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
         self.mlflow.log_artifact(str(path), artifact_path=folder)
 
-    def log_figure(self, figure, path: Path) -> None:
-        """Save ``figure`` as PNG at ``path`` and log it under ``figures/``."""
-        from toolkit.viz import save_figure
-
-        self.log_artifact(save_figure(figure, path), "figures")
-
     def log_model(self, checkpoint: Path, input_example) -> None:
         """Log the checkpoint as an MLflow pyfunc model named ``model``."""
         from toolkit.track.pyfunc import log_pyfunc_model
