@@ -61,8 +61,14 @@ class _Pool2d(Layer):
                 f"the {k}x{k} window is larger than the {height}x{width} input",
                 f"use kernel_size<={min(height, width)} or remove a pooling layer",
             )
-        self._pairs = k == self.stride == 2 and height % 2 == 0 and width % 2 == 0
         return (channels, (height - k) // self.stride + 1, (width - k) // self.stride + 1)
+
+    def build(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> Shape:
+        shape = super().build(input_shape, rng, dtype)
+        _, height, width = self.input_shape
+        # the 2x2/2 fast path on even sizes (see the module notes)
+        self._pairs = self.kernel_size == self.stride == 2 and height % 2 == 0 and width % 2 == 0
+        return shape
 
     def _slices(self, x: np.ndarray) -> list[np.ndarray]:
         """The k*k strided views x[:, :, i::s, j::s] (each (N, C, H', W')), row-major."""
@@ -177,8 +183,8 @@ class AvgPool2d(_Pool2d):
         if self._pairs:
             share = np.multiply(dy.transpose(self._perm), 0.25, order="C")
             a, b, out_h, out_w = share.shape
-            dx = np.empty((a, b, out_h, 2, out_w, 2), dtype=share.dtype)
-            dx[...] = share[:, :, :, None, :, None]
+            pairs = np.repeat(share.reshape(-1, 1, out_w), 2, axis=2)  # (A*B*H', 1, W)
+            dx = np.repeat(pairs, 2, axis=1)  # (A*B*H', 2, W)
             return dx.reshape(a, b, 2 * out_h, 2 * out_w).transpose(self._perm)
         dx = self._input_gradient(dy.shape[0], dy.dtype)
         share = dy * (1.0 / self.kernel_size**2)
