@@ -69,7 +69,7 @@ def test_layer_gradients(name, kwargs, shape):
     rng = np.random.default_rng(0)
     layer = layers.build(name, **kwargs)
     layer.build(shape, rng, np.dtype("float64"))
-    x = rng.standard_normal((3, *shape))
+    x = rng.standard_normal((4, *shape))
     for training in (True, False):
         errors = check_layer(layer, x, training=training)
         assert max(errors.values()) <= TOLERANCE, (training, errors)

@@ -60,7 +60,8 @@ def check_layer(
     ``{"input": err, "<param>": err, ...}``.
     """
     rng_states = _rng_states(layer)
-    weights = np.random.default_rng(seed).standard_normal(layer.forward(x, training).shape)
+    # An independent stream, so the weights never coincide with inputs drawn from `seed`.
+    weights = np.random.default_rng([seed, 7919]).standard_normal(layer.forward(x, training).shape)
 
     def loss() -> float:
         for generator, state in rng_states:

@@ -62,7 +62,7 @@ class Dense(Layer):
         np.matmul(self._x.T, dy, out=self.grads["W"])
         if self.bias:
             np.sum(dy, axis=0, out=self.grads["b"])
-        return dy @ self.params["W"].T
+        return dy @ self.params["W"].T if self.needs_input_grad else None
 
     def extra_repr(self) -> str:
         return f"units={self.units}, bias={self.bias}, init={self.init!r}"

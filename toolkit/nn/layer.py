@@ -14,6 +14,8 @@ Every layer is an object with
 * ``params`` / ``grads``: dicts name -> array of trainable arrays and their gradients.
 * ``buffers``: dict name -> array of non-trainable state that a checkpoint must keep
   (batch-norm running statistics).
+* ``needs_input_grad``: when False, ``backward`` may skip computing ``dL/dx`` and return
+  None (the first layer of a model never needs it; dense and conv layers use this).
 
 Backward must follow the forward call it answers; layers are not re-entrant.
 """
@@ -38,6 +40,8 @@ class Layer:
 
     #: short name used in parameter paths and error messages (``"dense"``)
     kind: str = "layer"
+    #: whether ``backward`` must return dL/dx (see the module docstring)
+    needs_input_grad: bool = True
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -102,6 +106,26 @@ class Sequential(Layer):
     def __init__(self, layers: Sequence[Layer]) -> None:
         super().__init__()
         self.layers = list(layers)
+        self._needs_input_grad = True
+
+    @property
+    def needs_input_grad(self) -> bool:
+        return self._needs_input_grad
+
+    @needs_input_grad.setter
+    def needs_input_grad(self, needed: bool) -> None:
+        """Without an input gradient, backward stops at the first layer with parameters,
+        which is told it may skip its own dL/dx."""
+        self._needs_input_grad = needed
+        first = self._first_trainable()
+        if first is not None:
+            self.layers[first].needs_input_grad = needed
+
+    def _first_trainable(self) -> int | None:
+        for index, layer in enumerate(self.layers):
+            if any(leaf.params for _, leaf in layer.named_layers()):
+                return index
+        return None
 
     def children(self) -> Iterator[tuple[str, Layer]]:
         for i, layer in enumerate(self.layers):
@@ -119,10 +143,11 @@ class Sequential(Layer):
             x = layer.forward(x, training)
         return x
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        for layer in reversed(self.layers):
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        stop = 0 if self._needs_input_grad else (self._first_trainable() or 0)
+        for layer in reversed(self.layers[stop:]):
             dy = layer.backward(dy)
-        return dy
+        return dy if self._needs_input_grad else None
 
     def __len__(self) -> int:
         return len(self.layers)

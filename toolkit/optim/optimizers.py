@@ -6,6 +6,8 @@ almost nothing; all arithmetic stays in the parameter's dtype.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from toolkit.nn.layer import Layer
@@ -123,7 +125,8 @@ class Adam(Optimizer):
         scratch *= 1.0 - self.beta2
         v += scratch
         # p -= lr_t * m / (sqrt(v) + eps_t): the bias corrections folded into lr and eps.
-        correction2 = np.sqrt(1.0 - self.beta2**t)
+        # Python floats (math.sqrt), not NumPy scalars, so float32 arithmetic stays float32.
+        correction2 = math.sqrt(1.0 - self.beta2**t)
         step_size = self.lr * correction2 / (1.0 - self.beta1**t)
         np.sqrt(v, out=scratch)
         scratch += self.eps * correction2

@@ -89,6 +89,7 @@ class Trainer:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key} must be a positive integer; got {value!r}")
         self.model, self.loss, self.optimizer = model, loss, optimizer
+        model.needs_input_grad = False  # dL/d(data) is never used: skip its GEMM
         self.schedule = schedule or Constant(optimizer.lr, epochs)
         self.epochs, self.batch_size = epochs, batch_size
         self.classification = classification
