@@ -40,6 +40,7 @@ def blas_threads(requested: int | None) -> int:
 def toolkit_model(hparams: dict) -> Sequential:
     model = models.build("cnn", INPUT_SHAPE, CLASSES, **hparams)
     model.build(INPUT_SHAPE, np.random.default_rng(0), np.dtype(np.float32))
+    model.needs_input_grad = False  # as the Trainer sets it (torch: data without grad)
     return model
 
 
@@ -70,12 +71,15 @@ def torch_model(model: Sequential):
     return torch.nn.Sequential(*modules)
 
 
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Fastest seconds of ``fn()`` over ``repeats`` calls (after a warm-up call): the
-    minimum is the estimate least disturbed by other processes on a busy machine."""
+def timed(fn: Callable[[], object], repeats: int, before: Callable[[], object] = lambda: None):
+    """Fastest seconds of ``fn()`` over ``repeats`` calls, each after an untimed
+    ``before()`` (and all after a warm-up): the minimum is the estimate least disturbed by
+    other processes on a busy machine."""
+    before()
     fn()
     times = []
     for _ in range(repeats):
+        before()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -98,13 +102,12 @@ def layer_breakdown(model: Sequential, x: np.ndarray, repeats: int) -> None:
     print(f"{'layer':<14}{'output':<16}{'forward':>9}{'backward':>10}")
     total_f = total_b = 0.0
     for i, (layer, xin, dy) in enumerate(zip(model.layers, inputs, grads, strict=True)):
-
-        def both(layer=layer, xin=xin, dy=dy) -> None:
-            layer.forward(xin, training=True)
-            layer.backward(dy)
-
         forward = timed(lambda layer=layer, xin=xin: layer.forward(xin, training=True), repeats)
-        backward = timed(both, repeats) - forward
+        backward = timed(
+            lambda layer=layer, dy=dy: layer.backward(dy),
+            repeats,
+            before=lambda layer=layer, xin=xin: layer.forward(xin, training=True),
+        )
         total_f, total_b = total_f + forward, total_b + backward
         name = f"{i}.{layer.kind}"
         print(f"{name:<14}{str(layer.output_shape):<16}{forward * 1e3:9.3f}{backward * 1e3:10.3f}")

@@ -393,3 +393,29 @@ def test_channel_major_and_strided_inputs_give_the_same_results(layer):
         dy2 = np.asfortranarray(dy)
         np.testing.assert_allclose(y2, y, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(layer.backward(dy2), dx, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("layer", "x_shape"),
+    [
+        (Conv2d(3, 3, padding=1), (2, 2, 5, 5)),
+        (Conv2d(3, 3, 2, floor_mode=True), (2, 2, 6, 6)),
+        (BatchNorm(), (4, 2, 3, 3)),
+        (ResidualBlock(3, stride=2), (2, 2, 6, 6)),
+        (ResidualBlock(2), (2, 2, 4, 4)),
+    ],
+    ids=repr,
+)
+def test_first_layer_skips_the_input_gradient_but_not_its_own(layer, x_shape):
+    x = np.random.default_rng(0).standard_normal(x_shape)
+    built(layer, x_shape[1:])
+    forward_backward(layer, x)
+    expected = {
+        f"{p}.{k}": g.copy() for p, leaf in layer.named_layers() for k, g in leaf.grads.items()
+    }
+    layer.needs_input_grad = False
+    y = layer.forward(x, training=True)
+    assert layer.backward(np.random.default_rng(1).standard_normal(y.shape)) is None
+    for path, leaf in layer.named_layers():
+        for key, grad in leaf.grads.items():
+            np.testing.assert_allclose(grad, expected[f"{path}.{key}"], rtol=1e-12, atol=1e-14)

@@ -215,8 +215,9 @@ class Conv2d(Layer):
         windows = windows[:, :, : s * out_h : s, : s * out_w : s]  # (C, N, H', W', k, k)
         np.copyto(patches, windows.transpose(0, 4, 5, 1, 2, 3), casting="same_kind")
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dy (N, F, H', W') -> dx (N, C, H, W); fills grads["W"] (and grads["b"])."""
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        """dy (N, F, H', W') -> dx (N, C, H, W) (None unless ``needs_input_grad``); fills
+        grads["W"] (and grads["b"])."""
         rows, n = self._cols.shape[:2]
         f, k = self.out_channels, self.kernel_size
         cols = self._cols.reshape(rows, -1)
@@ -227,6 +228,8 @@ class Conv2d(Layer):
         self.grads["W"][...] = grad[:, :taps].reshape(self.grads["W"].shape)
         if self.bias:
             self.grads["b"][...] = grad[:, taps]
+        if not self.needs_input_grad:  # first layer of a model: dL/d(data) is unused
+            return None
         dcols = self.params["W"].reshape(f, taps).T @ dy  # (C*k*k, N*H'*W')
         dcols = dcols.reshape(self.input_shape[0], k, k, n, *self.output_shape[1:])
         dx = col2im_shifted(dcols, self.pad) if self._shifts else self._col2im_clipped(dcols)

@@ -104,13 +104,16 @@ class BatchNorm(Layer):
         running_var *= 1.0 - m
         running_var += (m * count / max(count - 1, 1)) * var
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dy (N, C[, H, W]) -> dx of the same shape; fills grads["gamma"], grads["beta"]."""
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        """dy (N, C[, H, W]) -> dx of the same shape (None unless ``needs_input_grad``);
+        fills grads["gamma"], grads["beta"]."""
         centered, inv_std, column = self._centered, self._inv_std, self._column
         dbeta = dy.sum(axis=self._axes)
         dgamma = np.einsum(self._dot, dy, centered) * inv_std  # sum(dy * x_hat)
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dgamma
+        if not self.needs_input_grad:
+            return None
         scale = self.params["gamma"] * inv_std
         dx = dy * scale.reshape(column)
         if self._training:  # the batch statistics depend on x too

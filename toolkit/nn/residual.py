@@ -143,8 +143,13 @@ class ResidualBlock(Layer):
         s = self.proj.forward(x, training)
         return self.proj_bn.forward(s, training) if self.proj_bn is not None else s
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dy (N, F, H', W') -> dx (N, C, H, W); fills the sub-layers' grads."""
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        """dy (N, F, H', W') -> dx (N, C, H, W) (None unless ``needs_input_grad``); fills
+        the sub-layers' grads."""
+        needed = self.needs_input_grad
+        for layer in (self.conv1, self.proj):  # the layers that read x
+            if layer is not None:
+                layer.needs_input_grad = needed
         dh = self._relu2.backward(dy)
         dx_skip = self._shortcut_backward(dh) if self.shortcut else None
         if self.bn2 is not None:
@@ -154,11 +159,13 @@ class ResidualBlock(Layer):
         if self.bn1 is not None:
             dh = self.bn1.backward(dh)
         dx = self.conv1.backward(dh)
+        if not needed:
+            return None
         if dx_skip is not None:
-            dx = dx + dx_skip  # conv1's dx may be a cropped view: add into a new array
+            dx += dx_skip  # dx is conv1's fresh array
         return dx
 
-    def _shortcut_backward(self, dy: np.ndarray) -> np.ndarray:
+    def _shortcut_backward(self, dy: np.ndarray) -> np.ndarray | None:
         if self.proj is None:
             return dy
         if self.proj_bn is not None:
