@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 from toolkit.registry import ConfigError
+from toolkit.track.sweep_records import JobResult, SweepInfo, best_result
 from toolkit.train.callbacks import Callback
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
@@ -125,3 +127,64 @@ class MlflowMetrics(Callback):
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
         self.run.log_metrics(logs, step=epoch)
+
+
+def start_parent_run(
+    tracking_uri: str, experiment: str, overrides: list[str], swept_keys: list[str]
+) -> tuple[str, str]:
+    """Create the experiment (and the store's schema) and a RUNNING parent run for a sweep,
+    without making it the active run of this process. Returns (experiment id, run id)."""
+    tracker = MlflowRun(tracking_uri, experiment)  # ConfigError if the store is unusable
+    client = tracker.mlflow.MlflowClient()
+    run = client.create_run(
+        tracker.experiment_id,
+        run_name=f"sweep {','.join(swept_keys) or 'jobs'}",
+        tags={"toolkit.sweep": "parent", "toolkit.swept_keys": json.dumps(swept_keys)},
+    )
+    params = {clean_key(f"sweep/{i}"): o[:MAX_PARAM_LENGTH] for i, o in enumerate(overrides)}
+    if params:
+        from mlflow.entities import Param
+
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    return tracker.experiment_id, run.info.run_id
+
+
+def summary_table(results: list[JobResult], objective: str) -> str:
+    """A Markdown table of the sweep's jobs: name, status, objective, test metrics."""
+    columns = list(dict.fromkeys([objective, "test/acc", "test/loss"]))
+    lines = [
+        "| job | status | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for result in results:
+        values = [f"{result.metrics[c]:.4f}" if c in result.metrics else "" for c in columns]
+        lines.append(f"| {result.name} | {result.status} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def finish_parent_run(
+    info: SweepInfo, results: list[JobResult], objective: str, sweep_dir: Path
+) -> None:
+    """Record the sweep's outcome on its parent run and end it (FAILED if any job failed)."""
+    import mlflow
+    from mlflow.entities import Metric, RunTag
+
+    client = mlflow.MlflowClient(info.tracking_uri)
+    run_id = info.parent_run_id
+    now = int(time.time() * 1000)
+    failed = sum(r.status != "FINISHED" for r in results)
+    metrics = {"children/finished": len(results) - failed, "children/failed": failed}
+    tags = {}
+    best = best_result(results, objective)
+    if best is not None:
+        metrics.update({f"best/{k}": v for k, v in best.metrics.items()})
+        tags = {"best_child_run_id": best.run_id or "", "best_child": best.name}
+    client.log_batch(
+        run_id,
+        metrics=[Metric(clean_key(k), float(v), now, 0) for k, v in metrics.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
+    summary = sweep_dir / "summary.md"
+    summary.write_text(summary_table(results, objective) + "\n")
+    client.log_artifact(run_id, str(summary))
+    client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")

@@ -1,0 +1,171 @@
+"""Run one Hydra job: build it, open its MLflow run, train, record outputs.
+
+A single run stops at bad input with one ``error:`` line and records nothing; its failures
+exit non-zero. A job of a sweep records every failure in a FAILED child run and in its
+``job_result.json`` and returns, so the other jobs go on (the sweep exits non-zero at the
+end, see :mod:`toolkit.app.sweep`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from toolkit.app.job import (
+    Job,
+    build_job,
+    figures,
+    fit_and_test,
+    raw_input_example,
+    receptive_field_report,
+    save_figures,
+    write_outputs,
+)
+from toolkit.app.sweep import job_name
+from toolkit.registry import ConfigError, load_plugins
+from toolkit.track.sweep_records import JobResult, SweepInfo
+from toolkit.train.trainer import DivergenceError
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print one ``error:`` line on stderr and exit with ``code``."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def run_name(cfg: DictConfig, sweep: SweepInfo | None) -> str:
+    """The logger's run name, else what this run varies: the swept keys' values in a sweep,
+    the command-line overrides otherwise."""
+    if cfg.logger.get("run_name"):
+        return cfg.logger.run_name
+    overrides = list(HydraConfig.get().overrides.task)
+    if sweep is not None:
+        return job_name(overrides, sweep.swept_keys)
+    return ",".join(o.lstrip("+") for o in overrides if not o.startswith("logger.")) or "defaults"
+
+
+def run_params(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config as dotted params plus the option chosen in each config group."""
+    from toolkit.track.mlflow_run import flatten_params
+
+    params = flatten_params(OmegaConf.to_container(cfg, resolve=True))
+    for group, option in HydraConfig.get().runtime.choices.items():
+        if not group.startswith("hydra") and option is not None:
+            params[f"choice/{group}"] = str(option)
+    return params
+
+
+def open_run(cfg: DictConfig, name: str, sweep: SweepInfo | None):
+    """The job's MlflowRun (started), a child of the sweep's parent run, or None."""
+    if not cfg.logger.enabled:
+        return None
+    from toolkit.track.mlflow_run import MlflowRun
+
+    tags = {"mlflow.parentRunId": sweep.parent_run_id} if sweep and sweep.parent_run_id else {}
+    return MlflowRun(cfg.logger.tracking_uri, cfg.logger.experiment, name, tags)
+
+
+def show_model(job: Job) -> None:
+    print(job.model.summary(), file=sys.stderr)
+    table = receptive_field_report(job)
+    if table is not None:
+        print(table, file=sys.stderr)
+
+
+def train_and_record(cfg: DictConfig, job: Job, run, output_dir: Path) -> dict[str, float]:
+    """Train and test ``job``; write its outputs and log them to ``run`` (if any)."""
+    if run is not None:
+        from toolkit.track.mlflow_run import MlflowMetrics
+
+        job.trainer.callbacks.append(MlflowMetrics(run))
+    metrics = fit_and_test(job)
+    paths = write_outputs(job, output_dir, metrics)
+    figure_paths = save_figures(figures(job), output_dir / "figures")
+    if run is not None:
+        run.log_metrics({k: v for k, v in metrics.items() if k.startswith("test/")})
+        for key in ("config", "metrics", "receptive_field"):
+            if key in paths:
+                run.log_artifact(paths[key])
+        run.log_artifact(paths["checkpoint"], "checkpoint")
+        for path in figure_paths:
+            run.log_artifact(path, "figures")
+        if cfg.logger.log_model:
+            run.log_model(paths["checkpoint"], raw_input_example(job))
+    return metrics
+
+
+def done_line(metrics: dict[str, float], output_dir: Path, run, cfg: DictConfig) -> str:
+    summary = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("test/"))
+    where = f"; MLflow run {run.run_id} in {cfg.logger.tracking_uri}" if run else ""
+    return f"done: {summary}; outputs in {output_dir}{where}"
+
+
+def run_single(cfg: DictConfig, output_dir: Path, name: str) -> float | None:
+    run = None
+    try:
+        job = build_job(cfg)
+        run = open_run(cfg, name, None)
+    except ConfigError as err:
+        fail(str(err))
+    show_model(job)
+    try:
+        if run is not None:
+            run.start(run_params(cfg))
+        metrics = train_and_record(cfg, job, run, output_dir)
+    except BaseException as err:
+        if run is not None:
+            run.fail(err)
+        if isinstance(err, DivergenceError | ConfigError):
+            fail(f"{err} (run marked FAILED)" if run else str(err), code=1)
+        raise
+    if run is not None:
+        run.finish()
+    print(done_line(metrics, output_dir, run, cfg), file=sys.stderr)
+    return metrics.get(cfg.trainer.objective)
+
+
+def run_sweep_job(cfg: DictConfig, output_dir: Path, name: str, sweep: SweepInfo) -> float:
+    run = None
+    try:
+        run = open_run(cfg, name, sweep)
+        if run is not None:
+            run.start(run_params(cfg))
+        job = build_job(cfg)
+        show_model(job)
+        metrics = train_and_record(cfg, job, run, output_dir)
+    except Exception as err:  # recorded, not raised: the other jobs go on
+        if run is not None:
+            run.fail(err)
+        message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        JobResult(name, "FAILED", error=message, run_id=run and run.run_id).save(output_dir)
+        print(f"error: job {name}: {message}", file=sys.stderr)
+        return math.nan
+    except BaseException as err:  # interrupted: record it and stop the sweep
+        if run is not None:
+            run.fail(err)
+        raise
+    if run is not None:
+        run.finish()
+    JobResult(name, "FINISHED", metrics, run_id=run and run.run_id).save(output_dir)
+    print(done_line(metrics, output_dir, run, cfg), file=sys.stderr)
+    return metrics.get(cfg.trainer.objective, math.nan)
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Train one configuration and record it; returns the objective metric."""
+    load_plugins()
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep = None
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        sweep = SweepInfo.load(Path(hydra_cfg.sweep.dir)) or SweepInfo([], cfg.logger.experiment)
+    name = run_name(cfg, sweep)
+    if sweep is None:
+        return run_single(cfg, output_dir, name)
+    return run_sweep_job(cfg, output_dir, name, sweep)
