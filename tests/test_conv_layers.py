@@ -271,8 +271,10 @@ GRADCHECK_CASES = [
     (Conv2d(3, 3, 1, 1), (2, 2, 5, 5)),
     (Conv2d(2, 3, 2, 0, bias=False), (2, 2, 7, 5)),
     (Conv2d(2, 3, 2, 1, floor_mode=True), (1, 2, 6, 6)),
+    (MaxPool2d(2), (2, 2, 4, 6)),  # the 2x2/2 pairs fast path
     (MaxPool2d(2), (2, 2, 5, 5)),
     (MaxPool2d(3, 2), (2, 2, 7, 7)),
+    (AvgPool2d(2), (2, 2, 4, 4)),
     (AvgPool2d(2), (2, 2, 5, 4)),
     (AvgPool2d(3, 1), (1, 2, 5, 5)),
     (GlobalAvgPool(), (2, 3, 4, 4)),
