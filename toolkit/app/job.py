@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from toolkit.analysis.feature_maps import has_conv, stage_outputs
 from toolkit.analysis.receptive_field import field_table, receptive_fields
-from toolkit.data import Dataset, Splits, split_dataset
+from toolkit.data import Augmenter, Dataset, Splits, build_augmenter, split_dataset
 from toolkit.models import ModelSpec, build_model
 from toolkit.nn.layer import Layer
 from toolkit.nn.losses import Loss
@@ -44,6 +44,7 @@ class Job:
     model: Layer
     loss: Loss
     trainer: Trainer
+    augmenter: Augmenter | None = None
 
     @property
     def classification(self) -> bool:
@@ -94,6 +95,12 @@ def build_job(cfg: DictConfig, callbacks: list | None = None, progress: bool = T
     schedule = schedules.build(
         schedule_name, optimizer.lr, cfg.trainer.epochs, key="schedule", **schedule_kwargs
     )
+    augmenter = build_augmenter(OmegaConf.to_container(cfg.augment.steps), p=cfg.augment.p)
+    if augmenter is not None and len(dataset.sample_shape) != 3:
+        raise ConfigError(
+            f"augment steps need images (C, H, W) but dataset={dataset_name} has samples of "
+            f"shape {dataset.sample_shape}; use augment=none"
+        )
     stopping = OmegaConf.to_container(cfg.trainer.early_stopping, resolve=True)
     all_callbacks = list(callbacks or [])
     if stopping.pop("enabled"):
@@ -110,12 +117,13 @@ def build_job(cfg: DictConfig, callbacks: list | None = None, progress: bool = T
         callbacks=all_callbacks,
         progress=progress and cfg.trainer.progress,
         log_grad_norms=cfg.trainer.log_grad_norms,
+        augment=augmenter,
         threads=cfg.trainer.threads,
     )
     for split in (splits.train, splits.val, splits.test):
         if split is not None:
             split.x = split.x.astype(cfg.dtype, copy=False)
-    return Job(cfg, dataset, splits, spec, model, loss, trainer)
+    return Job(cfg, dataset, splits, spec, model, loss, trainer, augmenter)
 
 
 def fit_and_test(job: Job) -> dict[str, float]:
@@ -161,6 +169,13 @@ def figures(job: Job) -> dict[str, Any]:
     }
     if any(k.startswith("grad_norm/") for k in history):
         found["grad_norms.png"] = viz.grad_norms(history)
+    if job.augmenter is not None:
+        samples = job.splits.train.x[:8]
+        augmented = job.augmenter(np.concatenate([samples] * 2), np.random.default_rng(0))
+        titles = ["original"] * 8 + ["augmented"] * 16
+        found["augmented_samples.png"] = viz.image_grid(
+            np.concatenate([samples, augmented]), titles, ncols=8
+        )
     if not job.classification:
         return found
     test = job.splits.test

@@ -10,12 +10,15 @@ Registered datasets (``toolkit.registry.datasets``, config group ``dataset``):
 from typing import Any
 
 from toolkit.data import synthetic, torchvision_adapter  # noqa: F401  (registers datasets)
+from toolkit.data.augment import Augmenter, build_augmenter  # registers augmentations
 from toolkit.data.batching import iterate_batches, num_batches
 from toolkit.data.dataset import Dataset, preprocess_images
 from toolkit.data.splits import ArrayData, Splits, split_dataset
 from toolkit.registry import datasets
 
 __all__ = [
+    "Augmenter",
+    "build_augmenter",
     "ArrayData",
     "Dataset",
     "Splits",

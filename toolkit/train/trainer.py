@@ -6,7 +6,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -64,6 +64,9 @@ class Trainer:
         callbacks: hooks called at fit start, each epoch end, and fit end.
         progress: show a progress bar per epoch (on stderr).
         log_grad_norms: track per-layer gradient norms (a few microseconds per step).
+        augment: applied to each training batch, ``augment(x, rng) -> x`` (e.g. a
+            :class:`toolkit.data.Augmenter`); it draws from its own generator, so turning
+            it on does not change the data order.
         threads: BLAS threads while fitting (``None``: leave the library's setting).
             OpenBLAS threads spin while waiting for work, so on a busy machine more
             threads can be many times slower; one thread per job is the safe choice.
@@ -83,6 +86,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
         log_grad_norms: bool = True,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         threads: int | None = None,
     ) -> None:
         for key, value in (("trainer.epochs", epochs), ("trainer.batch_size", batch_size)):
@@ -103,6 +107,8 @@ class Trainer:
             )
         self.threads = threads
         self.rng = np.random.default_rng(seed)
+        self.augment = augment
+        self.augment_rng = np.random.default_rng([seed, 1])
         self.history: dict[str, list[float]] = {"epoch": []}
         self.stop_training = False
         self.epoch = 0
@@ -154,6 +160,8 @@ class Trainer:
         bar = self._progress_bar(len(train.y))
         started = time.perf_counter()
         for xb, yb in iterate_batches(train.x, train.y, self.batch_size, True, self.rng):
+            if self.augment is not None:
+                xb = self.augment(xb, self.augment_rng)
             output = model.forward(xb, training=True)
             loss = loss_fn.forward(output, yb)
             if not math.isfinite(loss):
