@@ -36,7 +36,7 @@ class ReLU(Activation):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._positive = x > 0
-        return np.multiply(x, self._positive, dtype=x.dtype)
+        return np.maximum(x, 0)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return np.multiply(dy, self._positive, dtype=dy.dtype)

@@ -90,7 +90,7 @@ class Layer:
         return ""
 
     def __repr__(self) -> str:
-        shape = f" {self.input_shape}->{self.output_shape}" if self.input_shape else ""
+        shape = f" {self.input_shape}->{self.output_shape}" if self.output_shape else ""
         return f"{type(self).__name__}({self.extra_repr()}){shape}"
 
     def shape_error(self, problem: str, fix: str) -> ConfigError:
