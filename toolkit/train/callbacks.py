@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from toolkit.train.trainer import Trainer
@@ -16,3 +18,10 @@ class Callback:
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None: ...
 
     def on_fit_end(self, trainer: Trainer, logs: dict[str, float]) -> None: ...
+
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """State to checkpoint: (arrays, JSON-serialisable values); stateless by default."""
+        return {}, {}
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], values: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""

@@ -4,7 +4,10 @@ Layout of the archive:
 
 * ``param/<layer path>/<key>`` and ``buffer/<layer path>/<key>``: the model's arrays;
 * ``meta``: a 0-d unicode array holding JSON (the :class:`ModelSpec`, dtype, data
-  normalisation, loss, class names, epoch...).
+  normalisation, loss, class names, epoch...);
+* training checkpoints (:class:`EpochCheckpoint`) add the trainer's state: optimizer
+  slots under ``optim/...``, callback arrays under ``callback/...``, and in ``meta``
+  under ``training`` the epoch, history and every random generator's state.
 
 Files are written atomically (temp file + rename), so a killed process never leaves a
 truncated checkpoint, and read with ``allow_pickle=False``.
@@ -16,6 +19,7 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ import numpy as np
 from toolkit.models.build import ModelSpec, build_model
 from toolkit.nn.layer import Layer
 from toolkit.registry import ConfigError
+from toolkit.train.callbacks import Callback
 
 
 def model_arrays(model: Layer) -> dict[str, np.ndarray]:
@@ -37,11 +42,17 @@ def model_arrays(model: Layer) -> dict[str, np.ndarray]:
     return arrays
 
 
-def save_checkpoint(path: str | os.PathLike, model: Layer, meta: dict[str, Any]) -> Path:
-    """Write ``model``'s arrays and ``meta`` (JSON-serialisable) to ``path`` atomically."""
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: Layer,
+    meta: dict[str, Any],
+    extra: dict[str, np.ndarray] | None = None,
+) -> Path:
+    """Write ``model``'s arrays, ``extra`` arrays and ``meta`` (JSON-serialisable) to
+    ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = dict(model_arrays(model))
+    arrays = {**model_arrays(model), **(extra or {})}
     arrays["meta"] = np.array(json.dumps(meta))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -73,8 +84,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
 
 
 def load_weights(model: Layer, arrays: dict[str, np.ndarray], source: str = "checkpoint") -> None:
-    """Copy ``arrays`` (as from :func:`model_arrays`) into ``model``; every mismatch
-    (missing, unexpected or differently shaped parameter) is named in one error."""
+    """Copy the ``param/`` and ``buffer/`` entries of ``arrays`` (as from
+    :func:`model_arrays`) into ``model``; every mismatch (missing, unexpected or differently
+    shaped parameter) is named in one error."""
+    arrays = {k: v for k, v in arrays.items() if k.startswith(("param/", "buffer/"))}
     expected = model_arrays(model)
     problems = [f"missing {k}" for k in expected if k not in arrays]
     problems += [f"unexpected {k}" for k in arrays if k not in expected]
@@ -96,3 +109,31 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Layer, dict[str, Any]]:
     model = build_model(spec, dtype=meta.get("dtype", "float32"))
     load_weights(model, arrays, source=f"checkpoint {path}")
     return model, meta
+
+
+class EpochCheckpoint(Callback):
+    """Writes the model and the full training state to ``path`` after every epoch
+    (atomically), so a killed run can continue exactly where the last epoch ended.
+
+    Args:
+        path: the checkpoint file (overwritten each epoch).
+        meta: returns the metadata to store beside the state (model spec, ...).
+    """
+
+    def __init__(self, path: str | os.PathLike, meta: Callable[[], dict[str, Any]]) -> None:
+        self.path, self.meta = Path(path), meta
+
+    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
+        arrays, training = trainer.state_dict()
+        save_checkpoint(self.path, trainer.model, {**self.meta(), "training": training}, arrays)
+
+
+def resume_training(trainer, path: str | os.PathLike) -> dict[str, Any]:
+    """Load a training checkpoint into ``trainer`` (weights, optimizer, RNGs, epoch,
+    history, callbacks); returns the checkpoint's metadata."""
+    arrays, meta = read_checkpoint(path)
+    if "training" not in meta:
+        raise ConfigError(f"checkpoint {path} holds weights only, no training state to resume")
+    load_weights(trainer.model, arrays, source=f"checkpoint {path}")
+    trainer.load_state_dict(arrays, meta["training"])
+    return meta

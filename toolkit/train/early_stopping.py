@@ -73,6 +73,31 @@ class EarlyStopping(Callback):
                 f"at epoch {self.best_epoch}"
             )
 
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
+        arrays = {
+            f"{i}/{key}": value
+            for i, params in enumerate(self._best_params)
+            for key, value in params.items()
+        }
+        values = {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self._wait,
+            "layers": len(self._best_params),
+        }
+        return arrays, values
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], values: dict) -> None:
+        self.best, self.best_epoch, self._wait = (
+            values["best"],
+            values["best_epoch"],
+            values["wait"],
+        )
+        self._best_params = [
+            {k.split("/", 1)[1]: v for k, v in arrays.items() if k.split("/", 1)[0] == str(i)}
+            for i in range(values["layers"])
+        ]
+
     def on_fit_end(self, trainer, logs: dict[str, float]) -> None:
         if self.restore_best and self._best_params:
             layers = [layer for _, layer in trainer.model.named_layers()]

@@ -7,7 +7,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,6 +28,11 @@ def blas_threads(threads: int | None) -> contextlib.AbstractContextManager:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _strip(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The entries of ``arrays`` under ``prefix``, with the prefix removed."""
+    return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 class Data(Protocol):
@@ -114,6 +119,45 @@ class Trainer:
         self.epoch = 0
         self._param_layers = [(p, layer) for p, layer in model.named_layers() if layer.params]
         self._has_val = False
+
+    def _generators(self) -> dict[str, np.random.Generator]:
+        """Every random stream training draws from: shuffling, augmentation, dropout masks."""
+        found = {"shuffle": self.rng, "augment": self.augment_rng}
+        for path, layer in self.model.named_layers():
+            if isinstance(getattr(layer, "rng", None), np.random.Generator):
+                found[f"layer/{path}"] = layer.rng
+        return found
+
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Everything but the model weights needed to continue training exactly:
+        (arrays: optimizer slots and callback arrays, values: epoch, history, RNG states,
+        callback values). The schedule is a function of the epoch."""
+        arrays = {f"optim/{k}": v for k, v in self.optimizer.state_dict().items()}
+        values: dict[str, Any] = {
+            "epoch": self.epoch,
+            "history": self.history,
+            "rng": {name: g.bit_generator.state for name, g in self._generators().items()},
+            "callbacks": {},
+        }
+        for callback in self.callbacks:
+            name = type(callback).__name__
+            cb_arrays, values["callbacks"][name] = callback.state_dict()
+            arrays.update({f"callback/{name}/{k}": v for k, v in cb_arrays.items()})
+        return arrays, values
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], values: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; the next :meth:`fit` continues after ``epoch``."""
+        self.optimizer.load_state_dict(_strip("optim/", arrays))
+        self.epoch = int(values["epoch"])
+        self.history = {k: list(v) for k, v in values["history"].items()}
+        for name, generator in self._generators().items():
+            generator.bit_generator.state = values["rng"][name]
+        for callback in self.callbacks:
+            name = type(callback).__name__
+            if name in values["callbacks"]:
+                callback.load_state_dict(
+                    _strip(f"callback/{name}/", arrays), values["callbacks"][name]
+                )
 
     def metric_names(self) -> list[str]:
         """Metrics logged each epoch (known once ``fit`` starts)."""
