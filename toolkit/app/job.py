@@ -95,7 +95,8 @@ def build_job(cfg: DictConfig, callbacks: list | None = None, progress: bool = T
     schedule = schedules.build(
         schedule_name, optimizer.lr, cfg.trainer.epochs, key="schedule", **schedule_kwargs
     )
-    augmenter = build_augmenter(OmegaConf.to_container(cfg.augment.steps), p=cfg.augment.p)
+    augment = OmegaConf.to_container(cfg.augment, resolve=True)
+    augmenter = build_augmenter(augment["steps"], p=augment["p"])
     if augmenter is not None and len(dataset.sample_shape) != 3:
         raise ConfigError(
             f"augment steps need images (C, H, W) but dataset={dataset_name} has samples of "
