@@ -71,3 +71,95 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
     assert learned(resumed.history) == learned(uninterrupted.history)
     for key, value in weights(uninterrupted).items():
         assert np.array_equal(value, weights(resumed)[key]), key
+
+
+# --- through the command line ------------------------------------------------------------
+
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from tests.conftest import requires_mnist  # noqa: E402
+from toolkit.train.checkpoint import read_checkpoint  # noqa: E402
+
+RUN = [
+    "+model=mlp",
+    "model.dropout=0.2",
+    "augment=light",
+    "dataset.subset=12000",
+    "trainer.epochs=5",
+    "trainer.progress=false",
+    "logger.log_model=false",
+    "logger.tracking_uri=sqlite:///mlflow.db",
+]
+
+
+def toolkit(*args, cwd: Path, wait: bool = True):
+    command = [sys.executable, "-m", "toolkit", *args]
+    if not wait:
+        return subprocess.Popen(
+            command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def final_state(folder: Path) -> tuple[dict, dict]:
+    arrays, _ = read_checkpoint(folder / "checkpoint.npz")
+    import json
+
+    return json.loads((folder / "metrics.json").read_text()), arrays
+
+
+@requires_mnist
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, cache_dir):
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    full.mkdir(), broken.mkdir()
+    assert toolkit(*RUN, "hydra.run.dir=out", cwd=full).returncode == 0
+
+    process = toolkit(*RUN, cwd=broken, wait=False)  # Hydra's default outputs/<date>/<time>
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        found = list(broken.glob("outputs/*/*/checkpoint_last.npz"))
+        if found and read_checkpoint(found[0])[1]["training"]["epoch"] >= 2:
+            checkpoint = found[0]
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "training ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = read_checkpoint(checkpoint)[1]["training"]["epoch"]
+    assert 2 <= killed_at < 5
+
+    resumed = toolkit(*RUN, "hydra.run.dir=resumed", "trainer.resume=true", cwd=broken)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"after epoch {killed_at}" in resumed.stderr
+
+    (expected_metrics, expected), (metrics, arrays) = (
+        final_state(full / "out"),
+        final_state(broken / "resumed"),
+    )
+    assert metrics["test/acc"] == expected_metrics["test/acc"]
+    for key, value in expected.items():
+        assert np.array_equal(arrays[key], value), key
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{broken / 'mlflow.db'}")
+    (run,) = mlflow.search_runs(experiment_names=["toolkit"], output_format="list")
+    assert run.info.status == "FINISHED"
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train/loss")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5]
+
+
+def test_resume_without_a_checkpoint_is_a_one_line_error(tmp_path):
+    result = toolkit(
+        "+model=mlp", "dataset=spirals", "trainer.resume=true", "logger=none", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: trainer.resume=true: no checkpoint of this configuration")
+    )

@@ -27,9 +27,11 @@ from toolkit.app.job import (
     save_figures,
     write_outputs,
 )
+from toolkit.app.resume import config_fingerprint, find_checkpoint, find_finished_job
 from toolkit.app.sweep import job_name
 from toolkit.registry import ConfigError, load_plugins
 from toolkit.track.sweep_records import JobResult, SweepInfo
+from toolkit.train.checkpoint import EpochCheckpoint, resume_training
 from toolkit.train.trainer import DivergenceError
 
 
@@ -61,14 +63,33 @@ def run_params(cfg: DictConfig) -> dict[str, str]:
     return params
 
 
-def open_run(cfg: DictConfig, name: str, sweep: SweepInfo | None):
-    """The job's MlflowRun (started), a child of the sweep's parent run, or None."""
+def open_run(cfg: DictConfig, name: str, sweep: SweepInfo | None, output_dir: Path):
+    """The job's MlflowRun (not yet started), a child of the sweep's parent run, or None."""
     if not cfg.logger.enabled:
         return None
     from toolkit.track.mlflow_run import MlflowRun
 
-    tags = {"mlflow.parentRunId": sweep.parent_run_id} if sweep and sweep.parent_run_id else {}
+    tags = {"toolkit.output_dir": str(output_dir.resolve())}
+    if sweep and sweep.parent_run_id:
+        tags["mlflow.parentRunId"] = sweep.parent_run_id
     return MlflowRun(cfg.logger.tracking_uri, cfg.logger.experiment, name, tags)
+
+
+def resume_from(cfg: DictConfig, job: Job, fingerprint: str, required: bool) -> dict:
+    """Load the checkpoint ``trainer.resume`` names into the job's trainer; returns its
+    metadata ({} when not resuming, or when ``required`` is False and none exists)."""
+    if not cfg.trainer.resume:
+        return {}
+    uri = cfg.logger.tracking_uri if cfg.logger.enabled else None
+    try:
+        source = find_checkpoint(cfg.trainer.resume, fingerprint, Path.cwd(), uri)
+    except ConfigError:
+        if required:
+            raise
+        return {}
+    meta = resume_training(job.trainer, source)
+    print(f"resuming from {source} after epoch {job.trainer.epoch}", file=sys.stderr)
+    return meta
 
 
 def show_model(job: Job) -> None:
@@ -78,8 +99,19 @@ def show_model(job: Job) -> None:
         print(table, file=sys.stderr)
 
 
-def train_and_record(cfg: DictConfig, job: Job, run, output_dir: Path) -> dict[str, float]:
-    """Train and test ``job``; write its outputs and log them to ``run`` (if any)."""
+def train_and_record(
+    cfg: DictConfig, job: Job, run, output_dir: Path, fingerprint: str
+) -> dict[str, float]:
+    """Train and test ``job`` (checkpointing every epoch); write its outputs and log them
+    to ``run`` (if any)."""
+
+    def checkpoint_meta() -> dict:
+        run_id = run.run_id if run is not None else None
+        return {**job.checkpoint_meta(), "fingerprint": fingerprint, "mlflow_run_id": run_id}
+
+    job.trainer.callbacks.append(
+        EpochCheckpoint(output_dir / "checkpoint_last.npz", checkpoint_meta)
+    )
     if run is not None:
         from toolkit.track.mlflow_run import MlflowMetrics
 
@@ -107,17 +139,18 @@ def done_line(metrics: dict[str, float], output_dir: Path, run, cfg: DictConfig)
 
 
 def run_single(cfg: DictConfig, output_dir: Path, name: str) -> float | None:
-    run = None
+    run, fingerprint = None, config_fingerprint(cfg)
     try:
         job = build_job(cfg)
-        run = open_run(cfg, name, None)
+        resumed = resume_from(cfg, job, fingerprint, required=True)
+        run = open_run(cfg, name, None, output_dir)
+        if run is not None:
+            run.start(run_params(cfg), run_id=resumed.get("mlflow_run_id"))
     except ConfigError as err:
         fail(str(err))
     show_model(job)
     try:
-        if run is not None:
-            run.start(run_params(cfg))
-        metrics = train_and_record(cfg, job, run, output_dir)
+        metrics = train_and_record(cfg, job, run, output_dir, fingerprint)
     except BaseException as err:
         if run is not None:
             run.fail(err)
@@ -131,19 +164,32 @@ def run_single(cfg: DictConfig, output_dir: Path, name: str) -> float | None:
 
 
 def run_sweep_job(cfg: DictConfig, output_dir: Path, name: str, sweep: SweepInfo) -> float:
+    fingerprint = config_fingerprint(cfg)
+    finished = find_finished_job(fingerprint, Path.cwd()) if cfg.trainer.resume else None
+    if finished is not None:
+        finished.name = name
+        finished.save(output_dir)
+        print(f"skipped: job {name} already finished (run {finished.run_id})", file=sys.stderr)
+        return finished.metrics.get(cfg.trainer.objective, math.nan)
     run = None
     try:
-        run = open_run(cfg, name, sweep)
-        if run is not None:
-            run.start(run_params(cfg))
+        run = open_run(cfg, name, sweep, output_dir)
         job = build_job(cfg)
+        resumed = resume_from(cfg, job, fingerprint, required=False)
+        if run is not None:
+            run.start(run_params(cfg), run_id=resumed.get("mlflow_run_id"))
         show_model(job)
-        metrics = train_and_record(cfg, job, run, output_dir)
+        metrics = train_and_record(cfg, job, run, output_dir, fingerprint)
     except Exception as err:  # recorded, not raised: the other jobs go on
+        if run is not None and run.run_id is None:  # failed before its run started
+            run.start(run_params(cfg))
         if run is not None:
             run.fail(err)
         message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        JobResult(name, "FAILED", error=message, run_id=run and run.run_id).save(output_dir)
+        run_id = run.run_id if run is not None else None
+        JobResult(name, "FAILED", error=message, run_id=run_id, fingerprint=fingerprint).save(
+            output_dir
+        )
         print(f"error: job {name}: {message}", file=sys.stderr)
         return math.nan
     except BaseException as err:  # interrupted: record it and stop the sweep
@@ -152,7 +198,8 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path, name: str, sweep: SweepInfo
         raise
     if run is not None:
         run.finish()
-    JobResult(name, "FINISHED", metrics, run_id=run and run.run_id).save(output_dir)
+    run_id = run.run_id if run is not None else None
+    JobResult(name, "FINISHED", metrics, run_id=run_id, fingerprint=fingerprint).save(output_dir)
     print(done_line(metrics, output_dir, run, cfg), file=sys.stderr)
     return metrics.get(cfg.trainer.objective, math.nan)
 

@@ -78,10 +78,13 @@ class SweepCallback(Callback):
         overrides = list(config.hydra.overrides.task)
         info = SweepInfo(swept_keys(overrides, params), study=str(config.logger.experiment))
         if config.logger.enabled:
-            from toolkit.track.mlflow_run import start_parent_run
+            from toolkit.track.mlflow_run import reuse_parent_run, start_parent_run
 
             info.tracking_uri = str(config.logger.tracking_uri)
-            info.experiment_id, info.parent_run_id = start_parent_run(
+            found = None
+            if config.trainer.resume:
+                found = reuse_parent_run(info.tracking_uri, info.study, info.swept_keys)
+            info.experiment_id, info.parent_run_id = found or start_parent_run(
                 info.tracking_uri, info.study, overrides, info.swept_keys
             )
         info.save(sweep_dir)

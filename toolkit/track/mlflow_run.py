@@ -82,14 +82,23 @@ class MlflowRun:
         except Exception:  # created concurrently by another job
             return client.get_experiment_by_name(name).experiment_id
 
-    def start(self, params: dict[str, str]) -> MlflowRun:
-        run = self.mlflow.start_run(
-            experiment_id=self.experiment_id, run_name=self.run_name, tags=self.tags
-        )
+    def start(self, params: dict[str, str], run_id: str | None = None) -> MlflowRun:
+        """Start a new run logging ``params``, or continue run ``run_id`` (a resumed
+        training, whose params are already recorded)."""
+        if run_id is not None:
+            try:
+                run = self.mlflow.start_run(run_id=run_id)
+            except Exception as err:
+                raise ConfigError(
+                    f"cannot continue MLflow run {run_id} at {self.tracking_uri} ({err})"
+                ) from None
+        else:
+            run = self.mlflow.start_run(experiment_id=self.experiment_id, run_name=self.run_name)
+            items = list(params.items())
+            for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+                self.mlflow.log_params(dict(items[i : i + 100]))
         self.run_id = run.info.run_id
-        items = list(params.items())
-        for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
-            self.mlflow.log_params(dict(items[i : i + 100]))
+        self.mlflow.set_tags(self.tags)
         return self
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -147,6 +156,26 @@ def start_parent_run(
 
         client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
     return tracker.experiment_id, run.info.run_id
+
+
+def reuse_parent_run(
+    tracking_uri: str, experiment: str, swept_keys: list[str]
+) -> tuple[str, str] | None:
+    """The newest parent run of ``experiment`` that swept the same keys, set RUNNING again
+    (a resumed sweep); None if there is none. Returns (experiment id, run id)."""
+    tracker = MlflowRun(tracking_uri, experiment)
+    client = tracker.mlflow.MlflowClient()
+    parents = client.search_runs(
+        [tracker.experiment_id],
+        filter_string="tags.`toolkit.sweep` = 'parent'",
+        order_by=["attributes.start_time DESC"],
+        max_results=100,
+    )
+    for parent in parents:
+        if json.loads(parent.data.tags.get("toolkit.swept_keys", "[]")) == swept_keys:
+            client.update_run(parent.info.run_id, status="RUNNING")
+            return tracker.experiment_id, parent.info.run_id
+    return None
 
 
 def summary_table(results: list[JobResult], objective: str) -> str:

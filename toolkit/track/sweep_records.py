@@ -41,6 +41,7 @@ class JobResult:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     run_id: str | None = None
+    fingerprint: str | None = None  # of the job's resolved config (toolkit.app.resume)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
