@@ -163,3 +163,35 @@ def test_resume_without_a_checkpoint_is_a_one_line_error(tmp_path):
         .splitlines()[-1]
         .startswith("error: trainer.resume=true: no checkpoint of this configuration")
     )
+
+
+def test_resumed_sweep_runs_only_the_jobs_that_did_not_finish(tmp_path):
+    sweep = [
+        "-m",
+        "+model=mlp",
+        "dataset=spirals",
+        "model.activation=relu",
+        "trainer.epochs=2",
+        "model.hidden_sizes=[8],[16]",
+        "trainer.progress=false",
+        "logger.log_model=false",
+        "logger.tracking_uri=sqlite:///mlflow.db",
+        "logger.experiment=resume_study",
+    ]
+    first = toolkit(*sweep, "optim.lr=0.01,1e30", cwd=tmp_path)
+    assert first.returncode == 1 and "2 of 4 jobs finished" in first.stderr
+
+    again = toolkit(*sweep, "optim.lr=0.01,0.02", "trainer.resume=true", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("skipped: job") == 2
+    assert "4 of 4 jobs finished" in again.stderr
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["resume_study"], output_format="list")
+    parents = [r for r in runs if r.data.tags.get("toolkit.sweep") == "parent"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    statuses = sorted(r.info.status for r in children)
+    assert statuses == ["FAILED", "FAILED", "FINISHED", "FINISHED", "FINISHED", "FINISHED"]
