@@ -100,8 +100,12 @@ class StudyData:
 
     @property
     def unfinished(self) -> list[ChildRun]:
-        """Failed, killed or still running jobs."""
-        return [run for run in self.runs if not run.finished]
+        """Failed, killed or still running jobs, without the failed attempts of jobs that
+        finished in another run (a resumed sweep runs a failed job again)."""
+        done = {tuple(run.values.values()) for run in self.finished}
+        return [
+            run for run in self.runs if not run.finished and tuple(run.values.values()) not in done
+        ]
 
     @property
     def compares_curves(self) -> bool:
@@ -381,11 +385,10 @@ def markdown(study: StudyData, metric: str = "test/acc") -> str:
 
 
 def _title(study: StudyData) -> str:
-    finished = len(study.finished)
     return (
         f"# Study {study.name}\n\n"
         f"Sweep parent run `{study.parent_id}`, started {study.started:%Y-%m-%d %H:%M} UTC; "
-        f"{len(study.runs)} jobs, {finished} finished. Swept: "
+        f"{len(study.finished)} jobs finished, {len(study.unfinished)} did not. Swept: "
         + (", ".join(f"`{key}`" for key in study.swept_keys) or "nothing")
         + ". Values are mean ± sample std over seeds (n runs); val/acc is the last epoch's."
     )
