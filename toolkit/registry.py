@@ -47,7 +47,7 @@ def unknown_name_message(kind: str, name: str, choices: list[str], key: str | No
     """One line: ``unknown optimizer 'adma' (optim=adma); did you mean: adam? ...``."""
     where = f" ({key}={name})" if key else ""
     hint = close_matches(name, choices)
-    suggestion = f"; did you mean: {', '.join(hint)}?" if hint else ""
+    suggestion = f"; did you mean: {', '.join(hint)}?" if hint else ";"
     return f"unknown {kind} '{name}'{where}{suggestion} choose one of: {', '.join(sorted(choices))}"
 
 

@@ -48,6 +48,16 @@ def job_name(task_overrides: list[str], keys: list[str]) -> str:
     return ",".join(parts) or "job"
 
 
+def write_study_report(info: SweepInfo, folder: Path) -> None:
+    """The study's table and figure (``toolkit.report``), written and logged to the parent."""
+    import mlflow
+
+    from toolkit.analysis.sweep_report import write_report
+
+    report = write_report(mlflow.MlflowClient(info.tracking_uri), info.parent_run_id, folder)
+    print(f"report: {report}", file=sys.stderr)
+
+
 def loudly(hook, config: DictConfig) -> None:
     """Run a callback hook; any error stops the sweep with a message and exit code 2
     (Hydra itself would only print a warning and carry on)."""
@@ -102,6 +112,7 @@ class SweepCallback(Callback):
             from toolkit.track.mlflow_run import finish_parent_run
 
             finish_parent_run(info, [r for _, r in results], objective, sweep_dir)
+            write_study_report(info, sweep_dir / "report")
         print(
             f"sweep: {len(results) - len(failed)} of {len(results)} jobs finished; "
             f"outputs in {sweep_dir}",

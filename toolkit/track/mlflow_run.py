@@ -39,6 +39,27 @@ def flatten_params(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """For a tracking server (http/https), one quick request to ``/health``: an unreachable
+    server fails at once with the URI in the message, instead of after MLflow's minutes of
+    retries."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    url = f"{tracking_uri.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            pass
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(
+            f"MLflow tracking server {tracking_uri} is unreachable ({reason}); start it "
+            "(mlflow server ...) or set logger.tracking_uri"
+        ) from None
+
+
 class MlflowRun:
     """A context for one tracked run.
 
@@ -62,6 +83,7 @@ class MlflowRun:
         self.tracking_uri, self.experiment = tracking_uri, experiment
         self.run_name, self.tags = run_name, tags or {}
         self.run_id: str | None = None
+        check_reachable(tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
         try:
             self.experiment_id = self._experiment_id(experiment)
