@@ -7,7 +7,9 @@ this check answers ``optim=adma`` with one line naming ``adam`` and ``adamw``.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import tempfile
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
@@ -82,7 +84,7 @@ def check_composition(argv: list[str], conf_dir: Path) -> None:
     overrides = _dotted_overrides(argv)
     with initialize_config_dir(str(conf_dir), version_base="1.3"):
         try:
-            compose("config", overrides=overrides)
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
         except (HydraException, OmegaConfBaseException) as err:
             cause = err.__cause__ or err
             full_key = getattr(cause, "full_key", None)
@@ -94,3 +96,20 @@ def check_composition(argv: list[str], conf_dir: Path) -> None:
                     f"{full_key} is not a config key{hint} (to add a new key: +{full_key}=...)"
                 ) from None
             raise ConfigError(_one_line(err)) from None
+    run_dirs = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    check_writable(Path(run_dirs[-1] if run_dirs else cfg.hydra.run.dir), "hydra.run.dir")
+
+
+def check_writable(folder: Path, key: str) -> None:
+    """ConfigError unless ``folder`` exists writable or can be created (its nearest
+    existing ancestor is writable)."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    try:  # permissions alone do not tell (root, read-only mounts, /proc): try it
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".toolkit-write-check-"))
+    except OSError as err:
+        raise ConfigError(
+            f"output folder {folder} cannot be created in {existing} ({err.strerror}); "
+            f"set {key}=<writable folder>"
+        ) from None

@@ -40,9 +40,17 @@ def flatten_params(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
-    """For a tracking server (http/https), one quick request to ``/health``: an unreachable
-    server fails at once with the URI in the message, instead of after MLflow's minutes of
-    retries."""
+    """Fail at once, naming the URI, when the tracking store cannot work: a SQLite file in
+    a folder that is missing or not writable, or a server (http/https) that does not
+    answer ``/health`` (instead of after MLflow's minutes of retries)."""
+    if tracking_uri.startswith("sqlite:///"):
+        folder = Path(tracking_uri.removeprefix("sqlite:///")).absolute().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise ConfigError(
+                f"MLflow store {tracking_uri}: folder {folder} is missing or not writable; "
+                "set logger.tracking_uri=sqlite:///<writable folder>/mlflow.db"
+            )
+        return
     if not tracking_uri.startswith(("http://", "https://")):
         return
     import urllib.error
