@@ -7,6 +7,6 @@ from toolkit.models import mlp  # noqa: F401  (importing registers the builders)
 from toolkit.models.build import ModelSpec, build_model
 
 if importlib.util.find_spec("toolkit.models.cnn") is not None:
-    from toolkit.models import cnn  # noqa: F401
+    from toolkit.models import autoencoder, cnn  # noqa: F401  (autoencoder uses cnn's checks)
 
 __all__ = ["ModelSpec", "build_model"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+
 import numpy as np
 
 from toolkit.nn.layer import Layer
@@ -46,6 +49,31 @@ class Optimizer:
         self.state: dict[str, dict[str, np.ndarray]] = {name: {} for name, _, _ in self.slots}
         self.steps = 0
 
+    def freeze(self, patterns: Sequence[str]) -> list[str]:
+        """Stop updating the parameters of the layers that ``patterns`` name; returns the
+        frozen parameter names (``"0.conv2d.W"``...).
+
+        A pattern names a layer path as the model summary prints it (``"7.dense"``), a
+        dotted prefix of paths (``"3"`` or ``"3.residual_block"``), or a glob
+        (``"*conv*"``). Frozen parameters get no update at all (no step, no weight decay,
+        no optimizer state); their gradients are still computed (and logged). A pattern
+        that names no layer among those still updated is a ConfigError listing them.
+        """
+        paths = {name: layer_path(name, key) for name, _, key in self.slots}
+        for pattern in map(str, patterns):
+            if not any(names_layer(pattern, path) for path in paths.values()):
+                raise ConfigError(
+                    f"freeze pattern {pattern!r} names no layer with trainable parameters; "
+                    f"layers: {', '.join(dict.fromkeys(paths.values()))}"
+                )
+        frozen = [
+            name for name, path in paths.items() if any(names_layer(str(p), path) for p in patterns)
+        ]
+        self.slots = [slot for slot in self.slots if slot[0] not in frozen]
+        for name in frozen:
+            del self.state[name]
+        return frozen
+
     def step(self) -> None:
         """Apply one update to every parameter from its current gradient."""
         self.steps += 1
@@ -72,3 +100,13 @@ class Optimizer:
             if key != "steps":
                 name, slot = key.rsplit("/", 1)
                 self.state[name][slot] = np.array(value)
+
+
+def layer_path(param_name: str, key: str) -> str:
+    """``"7.dense.W"``, ``"W"`` -> ``"7.dense"``."""
+    return param_name.removesuffix(f".{key}")
+
+
+def names_layer(pattern: str, path: str) -> bool:
+    """Whether ``pattern`` is the layer ``path``, a dotted prefix of it, or a glob matching it."""
+    return path == pattern or path.startswith(f"{pattern}.") or fnmatchcase(path, pattern)

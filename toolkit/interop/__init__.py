@@ -1,0 +1,1 @@
+"""Exchange with other frameworks (each imports its framework lazily, inside functions)."""

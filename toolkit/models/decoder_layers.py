@@ -1,0 +1,94 @@
+"""The two shape layers a convolutional decoder needs: ``unflatten`` and ``upsample2d``.
+
+They follow the layer protocol of :mod:`toolkit.nn.layer` (and are gradient-checked with
+every registered layer); they live here, beside the autoencoders that use them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from toolkit.nn.layer import Layer, Shape
+from toolkit.registry import ConfigError, layers
+
+
+@layers.register("unflatten")
+class Unflatten(Layer):
+    """Gives flat samples a shape: x (N, prod(shape)) -> y (N, *shape), e.g. a dense
+    decoder's (N, 1568) -> (N, 32, 7, 7) feature maps.
+
+    Args:
+        shape: per-sample output shape.
+    """
+
+    kind = "unflatten"
+    gradcheck_cases = [({"shape": (2, 3, 3)}, (18,))]
+
+    def __init__(self, shape: list[int]) -> None:
+        super().__init__()
+        if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+            raise ConfigError(f"unflatten shape must be positive integers; got {shape!r}")
+        self.shape = tuple(shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.shape}"
+
+    def infer_output_shape(self, input_shape: Shape) -> Shape:
+        if math.prod(input_shape) != math.prod(self.shape):
+            raise self.shape_error(
+                f"{math.prod(input_shape)} features cannot be shaped as {self.shape}",
+                f"give the layer before it {math.prod(self.shape)} outputs",
+            )
+        return self.shape
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return x.reshape(x.shape[0], *self.shape)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy.reshape(dy.shape[0], *self.input_shape)
+
+
+@layers.register("upsample2d")
+class Upsample2d(Layer):
+    """Nearest-neighbour upsampling of NCHW images: x (N, C, H, W) -> y (N, C, sH, sW),
+    every pixel repeated in an s x s block (``torch.nn.Upsample(scale_factor=s)``).
+
+    The backward pass sums each s x s block of dy back onto its source pixel.
+
+    Args:
+        scale: the factor ``s`` (an int >= 1) for both height and width.
+    """
+
+    kind = "upsample2d"
+    gradcheck_cases = [({"scale": 2}, (2, 3, 3)), ({"scale": 3}, (1, 2, 2))]
+
+    def __init__(self, scale: int = 2) -> None:
+        super().__init__()
+        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+            raise ConfigError(f"upsample2d scale must be a positive integer; got {scale!r}")
+        self.scale = scale
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+    def infer_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 3:
+            raise self.shape_error(
+                "upsample2d expects per-sample inputs (channels, height, width)",
+                "put an unflatten layer before it",
+            )
+        channels, height, width = input_shape
+        return (channels, height * self.scale, width * self.scale)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        n, c, h, w = x.shape
+        s = self.scale
+        blocks = np.broadcast_to(x[:, :, :, None, :, None], (n, c, h, s, w, s))
+        return blocks.reshape(n, c, h * s, w * s)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        n, c, h, w = dy.shape
+        s = self.scale
+        return dy.reshape(n, c, h // s, s, w // s, s).sum(axis=(3, 5))
