@@ -59,38 +59,6 @@ def test_cli_startup_imports_no_heavy_library():
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize(
-    "override,expected",
-    [
-        ("optim=adma", "unknown optim 'adma' (optim=adma); did you mean: adam"),
-        ("+model=mpl", "did you mean: mlp"),
-        ("optim.lr=-1", "optim.lr must be a positive number; got -1"),
-        ("trainer.batch_size=0", "trainer.batch_size must be a positive integer; got 0"),
-        (
-            "model.activation=swihs",
-            "unknown activation 'swihs' (activation=swihs); did you mean: swish",
-        ),
-        ("model.hidden_sizes=[128,0]", "model.hidden_sizes must be positive integers"),
-        ("model.dropout=1.0", "dropout rate must be in [0, 1)"),
-        ("split.val=0.3", "split.train + split.val + split.test = 1.2"),
-        ("optim.lr=abc", "optim.lr=abc; Value 'abc' of type 'str' could not be converted"),
-        ("optim.lrr=0.1", "optim.lrr is not a config key; did you mean: optim.lr?"),
-        ("dataset.root=/nonexistent", "MNIST not found in /nonexistent/MNIST/raw"),
-        ("dtype=float16", "dtype must be one of float32, float64"),
-    ],
-)
-def test_bad_input_fails_fast_with_one_line_and_records_nothing(tmp_path, override, expected):
-    args = ["+model=mlp", "logger.tracking_uri=sqlite:///runs.db", *QUICK, override]
-    if override.startswith("+model"):
-        args.remove("+model=mlp")
-    result = toolkit(*args, cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and expected in errors[0], result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "runs.db").exists()
-
-
 @requires_mnist
 def test_a_run_leaves_a_complete_mlflow_run(tmp_path, cache_dir):
     result = toolkit(

@@ -16,6 +16,7 @@ folder, the expected files and the fix.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import os
 import socket
@@ -154,6 +155,8 @@ def _convert(
         unreachable = _unreachable_reason(cls)
         if unreachable:
             raise ConfigError(_missing_message(dataset_class, folder, expected, unreachable))
+    if present:
+        verify_checksums(root, root / DATASET_FOLDERS.get(dataset_class, dataset_class))
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S):
             train = _instantiate(cls, root, split, train=True, download=download and not present)
@@ -178,6 +181,28 @@ def _convert(
         "class_names": np.array([str(c) for c in getattr(train, "classes", None) or []], dtype=str),
         "pixel_stats": _pixel_stats(x_train),
     }
+
+
+def verify_checksums(root: Path, folder: Path) -> None:
+    """Check the raw files against ``<folder>/MD5SUMS`` when there is one (lines
+    ``<md5>  <path relative to root>``); a mismatch is a one-line ConfigError naming the
+    file. Runs only when the array cache is rebuilt (a changed file changes its key)."""
+    listing = folder / "MD5SUMS"
+    if not listing.is_file():
+        return
+    for line in listing.read_text().splitlines():
+        if not line.strip():
+            continue
+        expected, name = line.split(maxsplit=1)
+        path = root / name.strip().lstrip("*")
+        if not path.is_file():
+            continue  # listed archives that were unpacked, or files of other splits
+        digest = hashlib.md5(path.read_bytes()).hexdigest()
+        if digest != expected:
+            raise ConfigError(
+                f"dataset file {path} is corrupted: md5 {digest}, expected {expected} "
+                f"(from {listing}); replace it with a good copy or re-download it"
+            )
 
 
 def _check_split(cls: type, split: str | None) -> None:
