@@ -112,15 +112,19 @@ def train_and_record(
     job.trainer.callbacks.append(
         EpochCheckpoint(output_dir / "checkpoint_last.npz", checkpoint_meta)
     )
+    tracker = None
     if run is not None:
         from toolkit.track.mlflow_run import MlflowMetrics
 
-        job.trainer.callbacks.append(MlflowMetrics(run))
+        tracker = MlflowMetrics(run, output_dir)
+        job.trainer.callbacks.append(tracker)
     metrics = fit_and_test(job)
     paths = write_outputs(job, output_dir, metrics)
     figure_paths = save_figures(figures(job), output_dir / "figures")
-    if run is not None:
-        run.log_metrics({k: v for k, v in metrics.items() if k.startswith("test/")})
+    if tracker is not None:
+        tracker.log({k: v for k, v in metrics.items() if k.startswith("test/")})
+        if tracker.sync_hint:  # the server is gone: everything stays in the run directory
+            raise TrackingLost(f"{tracker.sync_hint}; outputs are in {output_dir}")
         for key in ("config", "metrics", "receptive_field"):
             if key in paths:
                 run.log_artifact(paths[key])
@@ -130,6 +134,10 @@ def train_and_record(
         if cfg.logger.log_model:
             run.log_model(paths["checkpoint"], raw_input_example(job))
     return metrics
+
+
+class TrackingLost(RuntimeError):
+    """The tracking server stopped answering during the run; the results are on disk."""
 
 
 def done_line(metrics: dict[str, float], output_dir: Path, run, cfg: DictConfig) -> str:
@@ -154,7 +162,7 @@ def run_single(cfg: DictConfig, output_dir: Path, name: str) -> float | None:
     except BaseException as err:
         if run is not None:
             run.fail(err)
-        if isinstance(err, DivergenceError | ConfigError):
+        if isinstance(err, DivergenceError | ConfigError | TrackingLost):
             fail(f"{err} (run marked FAILED)" if run else str(err), code=1)
         raise
     if run is not None:

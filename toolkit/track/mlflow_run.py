@@ -5,8 +5,10 @@ MLflow is imported when a run starts, never at toolkit import time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -91,6 +93,9 @@ class MlflowRun:
         self.tracking_uri, self.experiment = tracking_uri, experiment
         self.run_name, self.tags = run_name, tags or {}
         self.run_id: str | None = None
+        # A server that drops mid-run should cost seconds per call, not MLflow's minutes.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         check_reachable(tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
         try:
@@ -144,9 +149,14 @@ class MlflowRun:
         log_pyfunc_model(checkpoint, input_example)
 
     def fail(self, error: BaseException) -> None:
-        """Mark the run FAILED with the reason as a tag and the traceback as an artifact."""
+        """Mark the run FAILED with the reason as a tag and the traceback as an artifact
+        (best effort: the tracking store may be what failed)."""
         if self.run_id is None:
             return
+        with contextlib.suppress(Exception):  # the store may be gone; the run dir keeps all
+            self._record_failure(error)
+
+    def _record_failure(self, error: BaseException) -> None:
         message = f"{type(error).__name__}: {error}"
         self.mlflow.set_tag("failure_reason", message[:5000])
         text = "".join(traceback.format_exception(error))
@@ -158,14 +168,72 @@ class MlflowRun:
             self.mlflow.end_run(status="FINISHED")
 
 
-class MlflowMetrics(Callback):
-    """Logs each epoch's metrics to the active run, with the epoch as the step."""
+UNSYNCED = "unsynced_metrics.jsonl"
 
-    def __init__(self, run: MlflowRun) -> None:
-        self.run = run
+
+class MlflowMetrics(Callback):
+    """Logs each epoch's metrics to the run, with the epoch as the step.
+
+    If the tracking server stops answering, training goes on: the metrics are appended to
+    ``<run dir>/unsynced_metrics.jsonl``, retried after each later epoch, and what is
+    still unsent at the end can be sent with ``python -m toolkit.track.sync <run dir>``.
+    """
+
+    def __init__(self, run: MlflowRun, run_dir: Path) -> None:
+        self.run, self.pending_file = run, Path(run_dir) / UNSYNCED
+        self.pending: list[dict[str, Any]] = []
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
-        self.run.log_metrics(logs, step=epoch)
+        self.log(logs, epoch)
+
+    def log(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Send ``metrics`` (and anything pending); keep them on disk if that fails."""
+        self.pending.append({"run_id": self.run.run_id, "step": step, "metrics": metrics})
+        try:
+            while self.pending:
+                record = self.pending[0]
+                self.run.log_metrics(record["metrics"], step=record["step"])
+                self.pending.pop(0)
+        except Exception as err:
+            if not self.pending_file.exists():
+                print(
+                    f"warning: MLflow at {self.run.tracking_uri} failed ({type(err).__name__}); "
+                    f"training goes on, metrics are kept in {self.pending_file}",
+                    file=sys.stderr,
+                )
+        self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self.pending:
+            self.pending_file.write_text("".join(json.dumps(r) + "\n" for r in self.pending))
+        elif self.pending_file.exists():
+            self.pending_file.unlink()
+
+    @property
+    def sync_hint(self) -> str | None:
+        """How to send what could not be sent, or None when everything arrived."""
+        if not self.pending:
+            return None
+        return (
+            f"{len(self.pending)} metric records could not be sent to {self.run.tracking_uri}; "
+            f"send them with: python -m toolkit.track.sync {self.pending_file.parent}"
+        )
+
+
+def sync_pending(run_dir: Path, tracking_uri: str | None = None) -> int:
+    """Send ``unsynced_metrics.jsonl`` of ``run_dir`` to its runs; returns records sent."""
+    import mlflow
+
+    path = Path(run_dir) / UNSYNCED
+    if not path.is_file():
+        return 0
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    client = mlflow.MlflowClient(tracking_uri)
+    for record in records:
+        for key, value in record["metrics"].items():
+            client.log_metric(record["run_id"], clean_key(key), float(value), step=record["step"])
+    path.unlink()
+    return len(records)
 
 
 def start_parent_run(
