@@ -93,7 +93,16 @@ def bar_chart(
             va="bottom",
             fontsize=8,
         )
-    ax.margins(y=0.15)
+    lows = means_array if errors is None else means_array - errors
+    finite = np.isfinite(lows) & np.isfinite(tops)
+    if finite.any() and lows[finite].min() > 0:
+        # Zoom to the values: studies compare configurations a few tenths of a percent
+        # apart, which bars drawn from zero would hide.
+        low, high = lows[finite].min(), tops[finite].max()
+        pad = max(high - low, 0.01 * high) * 0.5
+        ax.set_ylim(max(0.0, low - pad), high + pad)
+    else:
+        ax.margins(y=0.15)
     set_category_ticks(ax, "x", labels)
     ax.yaxis.set_major_formatter(tick_formatter(fmt))
     ax.grid(axis="y", alpha=0.3)
