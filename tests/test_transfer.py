@@ -28,7 +28,8 @@ def small_cnn(num_outputs: int, seed: int = 0):
 
 def random_images(n: int, classes: int, seed: int = 0) -> ArrayData:
     rng = np.random.default_rng(seed)
-    return ArrayData(rng.normal(size=(n, 1, 12, 12)).astype(np.float32), rng.integers(0, classes, n))
+    images = rng.normal(size=(n, 1, 12, 12)).astype(np.float32)
+    return ArrayData(images, rng.integers(0, classes, n))
 
 
 def snapshot(model) -> dict[str, np.ndarray]:
@@ -55,7 +56,8 @@ def test_frozen_layers_stay_bit_identical_while_the_rest_trains():
 def test_freeze_patterns_accept_globs_and_unknown_ones_list_the_layers():
     optimizer = optimizers.build("sgd", small_cnn(3), lr=0.1)
     assert optimizer.freeze(["*dense"]) == ["7.dense.W", "7.dense.b", "9.dense.W", "9.dense.b"]
-    with pytest.raises(ConfigError, match=r"'4\.relu' names no layer .*layers: 0\.conv2d, 3\.conv2d"):
+    listed = r"'4\.relu' names no layer .*layers: 0\.conv2d, 3\.conv2d"
+    with pytest.raises(ConfigError, match=listed):
         optimizer.freeze(["4.relu"])
 
 
@@ -72,7 +74,8 @@ def test_pretrained_weights_load_under_a_new_head(tmp_path):
 
 def test_a_checkpoint_that_does_not_fit_names_every_mismatch(tmp_path):
     path = save_checkpoint(tmp_path / "source.npz", small_cnn(10), {})
-    with pytest.raises(ConfigError, match=r"9\.dense/W is \(16, 10\) in the checkpoint .* \(16, 5\)"):
+    head = r"9\.dense/W is \(16, 10\) in the checkpoint .* \(16, 5\)"
+    with pytest.raises(ConfigError, match=head):
         load_pretrained(small_cnn(5), path, reset_head=False)
     wider = build_model(ModelSpec("cnn", (1, 12, 12), 10, {**SMALL_CNN, "hidden": 32}))
     with pytest.raises(ConfigError, match=r"param/7\.dense/W is \(72, 16\) .* but \(72, 32\)"):

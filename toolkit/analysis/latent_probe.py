@@ -32,6 +32,7 @@ class ProbeSettings:
     Attributes:
         kind: ``logistic``, ``mlp``, ``svm`` or ``none`` (no probe).
         hidden: hidden layer sizes of the ``mlp`` probe (relu).
+        dropout: dropout rate after each hidden layer of the ``mlp`` probe.
         epochs, batch_size, lr: training of the ``logistic``/``mlp`` probes (Adam).
         svm_c: inverse regularisation strength ``C`` of the ``svm`` probe.
         max_train: use at most this many training codes (``None``: all); an RBF SVM on
@@ -40,8 +41,9 @@ class ProbeSettings:
     """
 
     kind: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [256])
-    epochs: int = 20
+    hidden: list[int] = field(default_factory=lambda: [512, 256])
+    dropout: float = 0.3
+    epochs: int = 30
     batch_size: int = 128
     lr: float = 1e-3
     svm_c: float = 10.0
@@ -107,7 +109,7 @@ def fit_probe(
             "probe/test_acc": float(svm.score(test_codes, test_labels)),
         }
     hidden = settings.hidden if settings.kind == "mlp" else []
-    hparams = {"hidden_sizes": hidden, "activation": "relu"}
+    hparams = {"hidden_sizes": hidden, "activation": "relu", "dropout": settings.dropout}
     spec = ModelSpec("mlp", (train_codes.shape[1],), num_classes, hparams)
     classifier = build_model(spec, seed=settings.seed, dtype=train_codes.dtype)
     trainer = Trainer(

@@ -68,7 +68,7 @@ def to_state_dict(model: Sequential) -> dict[str, Any]:
         names = STATE_KEYS.get(layer.kind, {})
         for key, value in {**layer.params, **layer.buffers}.items():
             array = value.T if layer.kind == "dense" and key == "W" else value
-            state[f"{index}.{names[key]}"] = torch.from_numpy(np.ascontiguousarray(array))
+            state[f"{index}.{names[key]}"] = torch.from_numpy(np.array(array, order="C"))
         if layer.kind.startswith("batchnorm"):
             state[f"{index}.num_batches_tracked"] = torch.tensor(0)
     return state
