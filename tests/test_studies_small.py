@@ -66,7 +66,7 @@ def test_gradient_flow_preset_shows_vanishing_gradients_without_shortcuts(tmp_pa
 @requires_mnist
 def test_a_frozen_pretrained_backbone_beats_training_from_scratch(tmp_path, cache_dir):
     """The transfer study at its real budget (minutes): a CNN trained on digits 0-4, then
-    1000 labelled digits 5-9 for 3 epochs."""
+    300 labelled digits 5-9 for 3 epochs."""
     source = build_preset(
         "+model=cnn", "dataset=mnist_classes", "dataset.classes=[0,1,2,3,4]", "trainer.epochs=1"
     )

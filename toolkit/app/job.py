@@ -257,7 +257,7 @@ def log_to_run(job: Job, metrics: dict[str, float]) -> None:
 
     for callback in job.trainer.callbacks:
         if isinstance(callback, MlflowMetrics) and metrics:
-            callback.run.log_metrics(metrics, step=job.trainer.epoch)
+            callback.log(metrics, step=job.trainer.epoch)  # kept on disk if the server is gone
 
 
 def write_outputs(job: Job, output_dir: Path, metrics: dict[str, float]) -> dict[str, Path]:
