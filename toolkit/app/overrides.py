@@ -32,8 +32,8 @@ def group_options(conf_dir: Path, group: str) -> list[str]:
 def config_groups(conf_dir: Path) -> list[str]:
     """Config groups: sub-folders of ``conf_dir`` and ConfigStore groups (not hydra's)."""
     groups = {p.name for p in conf_dir.iterdir() if p.is_dir()}
-    groups |= {g for g in ConfigStore.instance().repo if not g.endswith(".yaml") and g != "hydra"}
-    return sorted(groups)
+    groups |= {g for g in ConfigStore.instance().repo if not g.endswith(".yaml")}
+    return sorted(groups - {"hydra"})  # Hydra's own groups are checked by Hydra
 
 
 def check_group_overrides(argv: list[str], conf_dir: Path) -> None:

@@ -109,15 +109,15 @@ def train_and_record(
         run_id = run.run_id if run is not None else None
         return {**job.checkpoint_meta(), "fingerprint": fingerprint, "mlflow_run_id": run_id}
 
-    job.trainer.callbacks.append(
-        EpochCheckpoint(output_dir / "checkpoint_last.npz", checkpoint_meta)
-    )
     tracker = None
-    if run is not None:
-        from toolkit.track.mlflow_run import MlflowMetrics
+    if run is not None:  # log an epoch before checkpointing it: a kill in between
+        from toolkit.track.mlflow_run import MlflowMetrics  # must not lose its metrics
 
         tracker = MlflowMetrics(run, output_dir)
         job.trainer.callbacks.append(tracker)
+    job.trainer.callbacks.append(
+        EpochCheckpoint(output_dir / "checkpoint_last.npz", checkpoint_meta)
+    )
     metrics = fit_and_test(job)
     paths = write_outputs(job, output_dir, metrics)
     figure_paths = save_figures(figures(job), output_dir / "figures")
