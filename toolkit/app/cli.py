@@ -29,6 +29,8 @@ def hydra_entry(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Load plugins, register configs, check the overrides, then hand over to Hydra."""
+    import toolkit.track  # noqa: F401  (MLflow settings that launcher workers inherit)
+
     try:
         load_plugins()
         register_configs()
