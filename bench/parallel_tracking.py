@@ -15,8 +15,9 @@ Found with it (MLflow 3.17): against a server, about one sweep in four lost a jo
 to start with ``KeyError: '_MLFLOW_TELEMETRY_SESSION_ID'``: MLflow's telemetry thread, when
 its config fetch fails (no internet), pops that variable from ``os.environ`` while
 ``requests`` iterates ``os.environ`` for proxy settings during a tracking call. With
-``MLFLOW_DISABLE_TELEMETRY=true`` (``--no-telemetry``) every sweep records all its jobs.
-(Under pytest, MLflow turns telemetry off by itself, so the test suite does not see it.)
+``MLFLOW_DISABLE_TELEMETRY=true`` (``--no-telemetry``; the toolkit now sets it by default,
+toolkit/track/__init__.py) every sweep recorded all its jobs. (Under pytest, MLflow turns
+telemetry off by itself, so the test suite cannot see this.)
 """
 
 from __future__ import annotations
