@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 
 from toolkit.models.cnn import activation_fn, check_image_shape, positive_int, positive_ints
-from toolkit.models.decoder_layers import Unflatten, Upsample2d
 from toolkit.nn.dense import Dense
 from toolkit.nn.layer import Layer, Sequential
 from toolkit.nn.reshape import Flatten
+from toolkit.nn.upsample import Unflatten, Upsample2d
 from toolkit.registry import ConfigError, layers, models
 
 RECONSTRUCTION = "reconstruction"

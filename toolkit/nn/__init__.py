@@ -11,6 +11,7 @@ from toolkit.nn import (  # noqa: F401  (importing registers the components)
     pool,
     reshape,
     residual,
+    upsample,
 )
 from toolkit.nn.layer import Layer, Sequential
 

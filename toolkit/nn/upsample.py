@@ -1,7 +1,6 @@
 """The two shape layers a convolutional decoder needs: ``unflatten`` and ``upsample2d``.
 
-They follow the layer protocol of :mod:`toolkit.nn.layer` (and are gradient-checked with
-every registered layer); they live here, beside the autoencoders that use them.
+Both are gradient-checked with every registered layer; the autoencoders use them.
 """
 
 from __future__ import annotations
