@@ -393,11 +393,6 @@ def test_optuna_search_runs_trials_as_child_runs(tmp_path, warm_mnist_cache, sql
     assert best.data.metrics["val/acc"] == pytest.approx(results["best_value"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a failed trial returns NaN; hydra-optuna-sweeper 1.3.0 then crashes the study "
-    "(ValueError: Values were told ... FAIL). Fix in toolkit/app/run.py, see docs/sweeps.md",
-)
 def test_optuna_search_goes_on_after_a_diverging_trial(tmp_path):
     result = toolkit(
         "-m",

@@ -199,6 +199,8 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path, name: str, sweep: SweepInfo
             output_dir
         )
         print(f"error: job {name}: {message}", file=sys.stderr)
+        if "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
+            raise  # Optuna marks the trial FAIL (it rejects a NaN value) and searches on
         return math.nan
     except BaseException as err:  # interrupted: record it and stop the sweep
         if run is not None:
