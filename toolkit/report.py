@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+import toolkit.track  # noqa: F401  (MLflow settings: telemetry off, see toolkit/track)
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 SQLITE_PREFIX = "sqlite:///"
 

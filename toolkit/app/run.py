@@ -189,11 +189,14 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path, name: str, sweep: SweepInfo
         show_model(job)
         metrics = train_and_record(cfg, job, run, output_dir, fingerprint)
     except Exception as err:  # recorded, not raised: the other jobs go on
-        if run is not None and run.run_id is None:  # failed before its run started
-            run.start(run_params(cfg))
-        if run is not None:
-            run.fail(err)
         message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        try:
+            if run is not None and run.run_id is None:  # failed before its run started
+                run.start(run_params(cfg))
+            if run is not None:
+                run.fail(err)
+        except Exception as tracking_error:  # the result file below is written regardless
+            message += f" (MLflow could not record it: {type(tracking_error).__name__})"
         run_id = run.run_id if run is not None else None
         JobResult(name, "FAILED", error=message, run_id=run_id, fingerprint=fingerprint).save(
             output_dir

@@ -120,20 +120,24 @@ class MlflowRun:
     def start(self, params: dict[str, str], run_id: str | None = None) -> MlflowRun:
         """Start a new run logging ``params``, or continue run ``run_id`` (a resumed
         training, whose params are already recorded)."""
+        if self.mlflow.active_run() is not None:  # left over by an earlier job that failed
+            self.mlflow.end_run(status="FAILED")
         if run_id is not None:
             try:
-                run = self.mlflow.start_run(run_id=run_id)
+                run = self.mlflow.start_run(run_id=run_id, tags=self.tags)
             except Exception as err:
                 raise ConfigError(
                     f"cannot continue MLflow run {run_id} at {self.tracking_uri} ({err})"
                 ) from None
-        else:
-            run = self.mlflow.start_run(experiment_id=self.experiment_id, run_name=self.run_name)
-            items = list(params.items())
-            for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-                self.mlflow.log_params(dict(items[i : i + 100]))
-        self.run_id = run.info.run_id
-        self.mlflow.set_tags(self.tags)
+            self.run_id = run.info.run_id
+            return self
+        run = self.mlflow.start_run(
+            experiment_id=self.experiment_id, run_name=self.run_name, tags=self.tags
+        )
+        self.run_id = run.info.run_id  # set first: a failure below still ends this run
+        items = list(params.items())
+        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self.mlflow.log_params(dict(items[i : i + 100]))
         return self
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
