@@ -261,8 +261,9 @@ def gaussian_matrix(n: int, sigma: float) -> np.ndarray:
     kernel /= kernel.sum()
     sources = (np.arange(n)[:, None] + offsets) % (2 * n)  # mirroring repeats every 2n
     sources = np.where(sources < n, sources, 2 * n - 1 - sources)
-    matrix = np.zeros((n, n))
-    np.add.at(matrix, (np.arange(n)[:, None], sources), kernel)
+    cells = (np.arange(n)[:, None] * n + sources).ravel()  # mirrored taps can repeat a cell
+    weights = np.broadcast_to(kernel, sources.shape).ravel()
+    matrix = np.bincount(cells, weights=weights, minlength=n * n).reshape(n, n)
     matrix = matrix.astype(np.float32)
     matrix.flags.writeable = False
     return matrix
