@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import requires_mnist
+from tests.mlflow_server import free_port, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 # MLflow's SQLAlchemy store under SQLAlchemy 2.1 (in this process: the template store)
@@ -70,69 +67,18 @@ def sweep_runs(uri: str, sweep_dir: Path):
 # --- a real MLflow tracking server -------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"mlflow server at {url} did not answer /health in {timeout:.0f} s")
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """``mlflow server`` with a SQLite backend on a free port; its URL. Stopped at teardown
     (its whole process group: the server starts uvicorn and a job runner)."""
     folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    log = open(folder / "server.log", "w")  # noqa: SIM115 (closed at teardown)
-    process = subprocess.Popen(
-        [
-            str(mlflow),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'server.db'}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=folder,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        # tracking only: no GenAI job runner (about eight more processes)
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process)
-        yield url
-    finally:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            if process.poll() is not None:
-                break
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(timeout=wait)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        log.close()
+    with open(folder / "server.log", "w") as log:
+        process = start_server(folder, port, log)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop_server(process)
 
 
 @pytest.fixture(scope="module")

@@ -2,65 +2,17 @@
 in the run directory, and ``python -m toolkit.track.sync`` sends them later."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import mlflow
-import pytest
 
-MLFLOW = Path(sys.executable).parent / "mlflow"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(folder: Path, port: int) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [
-            str(MLFLOW),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'server.db'}",
-            "--default-artifact-root",
-            str(folder / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return server
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    pytest.fail("mlflow server did not start")
-
-
-def stop(server: subprocess.Popen) -> None:
-    import signal
-
-    os.killpg(server.pid, signal.SIGKILL)
-    server.wait()
+from tests.mlflow_server import free_port, start_server, stop_server
 
 
 def test_metrics_survive_a_server_outage_and_sync_later(tmp_path):
-    port, uri = free_port(), None
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port)
     try:
@@ -89,11 +41,11 @@ def test_metrics_survive_a_server_outage_and_sync_later(tmp_path):
         deadline = time.monotonic() + 180
         while not checkpoint.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        stop(server)  # the server goes away after the first epoch
+        stop_server(server)  # the server goes away after the first epoch
         _, stderr = run.communicate(timeout=600)
     finally:
         if server.poll() is None:
-            stop(server)
+            stop_server(server)
     assert run.returncode == 1, stderr[-2000:]
     assert "send them with: python -m toolkit.track.sync" in stderr
     assert (tmp_path / "out" / "metrics.json").is_file()
@@ -122,4 +74,4 @@ def test_metrics_survive_a_server_outage_and_sync_later(tmp_path):
         assert "test/acc" in client.get_run(found.info.run_id).data.metrics
         assert not (tmp_path / "out" / "unsynced_metrics.jsonl").exists()
     finally:
-        stop(server)
+        stop_server(server)
