@@ -184,8 +184,8 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path, name: str, sweep: SweepInfo
         run = open_run(cfg, name, sweep, output_dir)
         job = build_job(cfg)
         resumed = resume_from(cfg, job, fingerprint, required=False)
-        if run is not None:
-            run.start(run_params(cfg), run_id=resumed.get("mlflow_run_id"))
+        if run is not None:  # MLflow's import and the store open overlap the training
+            run.start(run_params(cfg), run_id=resumed.get("mlflow_run_id"), background=True)
         show_model(job)
         metrics = train_and_record(cfg, job, run, output_dir, fingerprint)
     except Exception as err:  # recorded, not raised: the other jobs go on

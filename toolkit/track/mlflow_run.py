@@ -11,6 +11,9 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +73,38 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def open_experiment(tracking_uri: str, name: str) -> str:
+    """Import MLflow, point it at ``tracking_uri`` and return the id of experiment ``name``
+    (created if missing). Raises ConfigError, naming the URI, when the store is unusable."""
+    import mlflow
+
+    # A server that drops mid-run should cost seconds per call, not MLflow's minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    check_reachable(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        client = mlflow.MlflowClient()
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(name)
+        except Exception:  # created concurrently by another job
+            return client.get_experiment_by_name(name).experiment_id
+    except Exception as err:  # any backend failure: name the URI, stop before training
+        raise ConfigError(
+            f"cannot use MLflow tracking at {tracking_uri} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); start the server or set "
+            "logger.tracking_uri"
+        ) from None
+
+
 class MlflowRun:
-    """A context for one tracked run.
+    """One tracked run. Every MLflow call it makes runs, in order, on the run's own thread
+    (MLflow's active run is per thread), so :meth:`start` can return at once: training
+    begins while MLflow is imported (~1.5 s) and the store opened (~1 s for SQLite); the
+    first call that needs the run waits for it.
 
     Args:
         tracking_uri: where MLflow stores runs (``sqlite:///mlflow.db``, ``http://host:port``).
@@ -87,78 +120,84 @@ class MlflowRun:
         run_name: str | None = None,
         tags: dict[str, str] | None = None,
     ) -> None:
+        self.tracking_uri, self.experiment = tracking_uri, experiment
+        self.run_name, self.tags = run_name, tags or {}
+        self._run_id: str | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-run")
+        self._started: Future | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        """The run's id; waits for a start in progress. None if it never started."""
+        if self._started is not None:
+            futures_wait([self._started])
+        return self._run_id
+
+    def start(
+        self, params: dict[str, str], run_id: str | None = None, background: bool = False
+    ) -> MlflowRun:
+        """Start a new run logging ``params``, or continue run ``run_id`` (a resumed
+        training, whose params are already recorded). Raises ConfigError when the store is
+        unusable; with ``background=True`` it returns at once and the error is raised by
+        the first call that needs the run instead."""
+        self._started = self._thread.submit(self._start, params, run_id)
+        if not background:
+            self.wait()
+        return self
+
+    def wait(self) -> None:
+        """Block until the run exists; raise what stopped it from starting."""
+        if self._started is not None:
+            self._started.result()
+
+    def _start(self, params: dict[str, str], run_id: str | None) -> None:
+        experiment_id = open_experiment(self.tracking_uri, self.experiment)
         import mlflow
 
         self.mlflow = mlflow
-        self.tracking_uri, self.experiment = tracking_uri, experiment
-        self.run_name, self.tags = run_name, tags or {}
-        self.run_id: str | None = None
-        # A server that drops mid-run should cost seconds per call, not MLflow's minutes.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        check_reachable(tracking_uri)
-        mlflow.set_tracking_uri(tracking_uri)
-        try:
-            self.experiment_id = self._experiment_id(experiment)
-        except Exception as err:  # any backend failure: name the URI, stop before training
-            raise ConfigError(
-                f"cannot use MLflow tracking at {tracking_uri} ({type(err).__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else ''}); start the server or set "
-                "logger.tracking_uri"
-            ) from None
-
-    def _experiment_id(self, name: str) -> str:
-        client = self.mlflow.MlflowClient()
-        experiment = client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        try:
-            return client.create_experiment(name)
-        except Exception:  # created concurrently by another job
-            return client.get_experiment_by_name(name).experiment_id
-
-    def start(self, params: dict[str, str], run_id: str | None = None) -> MlflowRun:
-        """Start a new run logging ``params``, or continue run ``run_id`` (a resumed
-        training, whose params are already recorded)."""
-        if self.mlflow.active_run() is not None:  # left over by an earlier job that failed
-            self.mlflow.end_run(status="FAILED")
         if run_id is not None:
             try:
-                run = self.mlflow.start_run(run_id=run_id, tags=self.tags)
+                self._run_id = mlflow.start_run(run_id=run_id, tags=self.tags).info.run_id
             except Exception as err:
                 raise ConfigError(
                     f"cannot continue MLflow run {run_id} at {self.tracking_uri} ({err})"
                 ) from None
-            self.run_id = run.info.run_id
-            return self
-        run = self.mlflow.start_run(
-            experiment_id=self.experiment_id, run_name=self.run_name, tags=self.tags
-        )
-        self.run_id = run.info.run_id  # set first: a failure below still ends this run
+            return
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=self.run_name, tags=self.tags)
+        self._run_id = run.info.run_id  # set first: a failure below still ends this run
         items = list(params.items())
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-            self.mlflow.log_params(dict(items[i : i + 100]))
-        return self
+            mlflow.log_params(dict(items[i : i + 100]))
+
+    def _call(self, function: Callable[[], Any]) -> Any:
+        """Run ``function`` on the run's thread once the run exists; return its result."""
+        self.wait()
+        return self._thread.submit(function).result()
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.mlflow.log_metrics({clean_key(k): float(v) for k, v in metrics.items()}, step=step)
+        clean = {clean_key(k): float(v) for k, v in metrics.items()}
+        self._call(lambda: self.mlflow.log_metrics(clean, step=step))
 
     def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
-        self.mlflow.log_artifact(str(path), artifact_path=folder)
+        self._call(lambda: self.mlflow.log_artifact(str(path), artifact_path=folder))
 
     def log_model(self, checkpoint: Path, input_example) -> None:
         """Log the checkpoint as an MLflow pyfunc model named ``model``."""
-        from toolkit.track.pyfunc import log_pyfunc_model
 
-        log_pyfunc_model(checkpoint, input_example)
+        def log() -> None:  # imports MLflow's model code on the run's thread too
+            from toolkit.track.pyfunc import log_pyfunc_model
+
+            log_pyfunc_model(checkpoint, input_example)
+
+        self._call(log)
 
     def fail(self, error: BaseException) -> None:
         """Mark the run FAILED with the reason as a tag and the traceback as an artifact
         (best effort: the tracking store may be what failed)."""
-        if self.run_id is None:
-            return
-        with contextlib.suppress(Exception):  # the store may be gone; the run dir keeps all
-            self._record_failure(error)
+        if self.run_id is not None:  # also when the start failed after creating the run
+            with contextlib.suppress(Exception):  # the store may be gone; the run dir keeps all
+                self._thread.submit(self._record_failure, error).result()
+        self._thread.shutdown()
 
     def _record_failure(self, error: BaseException) -> None:
         message = f"{type(error).__name__}: {error}"
@@ -169,7 +208,8 @@ class MlflowRun:
 
     def finish(self) -> None:
         if self.run_id is not None:
-            self.mlflow.end_run(status="FINISHED")
+            self._call(lambda: self.mlflow.end_run(status="FINISHED"))
+        self._thread.shutdown()
 
 
 UNSYNCED = "unsynced_metrics.jsonl"
@@ -245,10 +285,12 @@ def start_parent_run(
 ) -> tuple[str, str]:
     """Create the experiment (and the store's schema) and a RUNNING parent run for a sweep,
     without making it the active run of this process. Returns (experiment id, run id)."""
-    tracker = MlflowRun(tracking_uri, experiment)  # ConfigError if the store is unusable
-    client = tracker.mlflow.MlflowClient()
+    experiment_id = open_experiment(tracking_uri, experiment)  # ConfigError if unusable
+    import mlflow
+
+    client = mlflow.MlflowClient()
     run = client.create_run(
-        tracker.experiment_id,
+        experiment_id,
         run_name=f"sweep {','.join(swept_keys) or 'jobs'}",
         tags={"toolkit.sweep": "parent", "toolkit.swept_keys": json.dumps(swept_keys)},
     )
@@ -257,7 +299,7 @@ def start_parent_run(
         from mlflow.entities import Param
 
         client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
-    return tracker.experiment_id, run.info.run_id
+    return experiment_id, run.info.run_id
 
 
 def reuse_parent_run(
@@ -265,10 +307,12 @@ def reuse_parent_run(
 ) -> tuple[str, str] | None:
     """The newest parent run of ``experiment`` that swept the same keys, set RUNNING again
     (a resumed sweep); None if there is none. Returns (experiment id, run id)."""
-    tracker = MlflowRun(tracking_uri, experiment)
-    client = tracker.mlflow.MlflowClient()
+    experiment_id = open_experiment(tracking_uri, experiment)
+    import mlflow
+
+    client = mlflow.MlflowClient()
     parents = client.search_runs(
-        [tracker.experiment_id],
+        [experiment_id],
         filter_string="tags.`toolkit.sweep` = 'parent'",
         order_by=["attributes.start_time DESC"],
         max_results=100,
@@ -276,7 +320,7 @@ def reuse_parent_run(
     for parent in parents:
         if json.loads(parent.data.tags.get("toolkit.swept_keys", "[]")) == swept_keys:
             client.update_run(parent.info.run_id, status="RUNNING")
-            return tracker.experiment_id, parent.info.run_id
+            return experiment_id, parent.info.run_id
     return None
 
 
