@@ -138,6 +138,10 @@ def test_the_command_logs_the_probe_accuracy_and_figures_to_mlflow(tmp_path, cac
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = mlflow.search_runs(experiment_names=["toolkit"], output_format="list")
     assert run.data.metrics["probe/test_acc"] == pytest.approx(metrics["probe/test_acc"])
+    # the params say what was trained: the reconstruction loss, not the composed default
+    assert run.data.params["loss.name"] == "mse"
+    assert run.data.params["choice/loss"] == "mse"
+    assert run.data.params["choice/optim"] == "adam"
     figures_logged = {
         Path(a.path).name for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "figures")
     }

@@ -52,14 +52,17 @@ def run_name(cfg: DictConfig, sweep: SweepInfo | None) -> str:
     return ",".join(o.lstrip("+") for o in overrides if not o.startswith("logger.")) or "defaults"
 
 
-def run_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as dotted params plus the option chosen in each config group."""
+def run_params(config: DictConfig, composed: DictConfig) -> dict[str, str]:
+    """The job's resolved ``config`` as dotted params plus the option chosen in each config
+    group; a group the job replaced (an autoencoder's loss) is named by its ``name``."""
     from toolkit.track.mlflow_run import flatten_params
 
-    params = flatten_params(OmegaConf.to_container(cfg, resolve=True))
+    params = flatten_params(OmegaConf.to_container(config, resolve=True))
     for group, option in HydraConfig.get().runtime.choices.items():
         if not group.startswith("hydra") and option is not None:
-            params[f"choice/{group}"] = str(option)
+            node = config.get(group)
+            replaced = isinstance(node, DictConfig) and node != composed.get(group)
+            params[f"choice/{group}"] = str(node.get("name", option) if replaced else option)
     return params
 
 
@@ -153,7 +156,7 @@ def run_single(cfg: DictConfig, output_dir: Path, name: str) -> float | None:
         resumed = resume_from(cfg, job, fingerprint, required=True)
         run = open_run(cfg, name, None, output_dir)
         if run is not None:
-            run.start(run_params(cfg), run_id=resumed.get("mlflow_run_id"))
+            run.start(run_params(job.config, cfg), run_id=resumed.get("mlflow_run_id"))
     except ConfigError as err:
         fail(str(err))
     show_model(job)
@@ -185,14 +188,15 @@ def run_sweep_job(cfg: DictConfig, output_dir: Path, name: str, sweep: SweepInfo
         job = build_job(cfg)
         resumed = resume_from(cfg, job, fingerprint, required=False)
         if run is not None:  # MLflow's import and the store open overlap the training
-            run.start(run_params(cfg), run_id=resumed.get("mlflow_run_id"), background=True)
+            params = run_params(job.config, cfg)  # e.g. an autoencoder's loss as trained
+            run.start(params, run_id=resumed.get("mlflow_run_id"), background=True)
         show_model(job)
         metrics = train_and_record(cfg, job, run, output_dir, fingerprint)
     except Exception as err:  # recorded, not raised: the other jobs go on
         message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         try:
             if run is not None and run.run_id is None:  # failed before its run started
-                run.start(run_params(cfg))
+                run.start(run_params(cfg, cfg))
             if run is not None:
                 run.fail(err)
         except Exception as tracking_error:  # the result file below is written regardless
