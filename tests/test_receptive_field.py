@@ -45,3 +45,15 @@ def test_lenet_model_table_covers_every_layer_and_flatten_sees_everything():
     assert len(rows) == len(model.layers)
     flatten = next(r for r in rows if r.layer.endswith("flatten"))
     assert flatten.receptive_field >= 28
+
+
+def test_a_decoder_after_the_code_sees_the_whole_input_and_no_more():
+    model = build_model(ModelSpec("conv_autoencoder", (1, 28, 28), 784, {}))
+    rows = receptive_fields(model)
+    first_mixed = next(i for i, r in enumerate(rows) if len(r.output_shape) != 3)
+    assert first_mixed < len(rows) - 1  # the decoder follows the code
+    whole = rows[first_mixed]
+    assert whole.receptive_field >= 28
+    assert {(r.receptive_field, r.stride) for r in rows[first_mixed:]} == {
+        (whole.receptive_field, whole.stride)
+    }

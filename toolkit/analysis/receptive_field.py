@@ -44,13 +44,16 @@ def _kernels(layer: Layer) -> list[tuple[int, int]]:
 def receptive_fields(model: Sequential) -> list[FieldRow]:
     """Rows for every top-level layer of a built model, from the input to the output.
 
-    Layers after the spatial part (dense, ...) see everything their input saw.
+    Once a layer has mixed the whole map (flatten, global pooling), every later layer sees
+    the whole input too: dense layers, and a decoder's convolutions after them, keep that
+    layer's field and stride.
     """
-    rows, field, jump = [], 1, 1
+    rows, field, jump, mixed = [], 1, 1, False
     for index, layer in enumerate(model.layers):
-        for kernel, stride in _kernels(layer):
+        for kernel, stride in [] if mixed else _kernels(layer):
             field += (kernel - 1) * jump
             jump *= stride
+        mixed = mixed or len(layer.output_shape) != 3
         rows.append(FieldRow(f"{index}.{layer.kind}", layer.output_shape, field, jump))
     return rows
 
