@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -201,6 +203,7 @@ def test_grid_sweep_records_a_parent_and_a_finished_child_per_job(
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"metrics.json", "figures"} <= artifacts, name
     assert parent.data.tags["best_child_run_id"] in {c.info.run_id for c in children}
+    assert parent.data.tags["toolkit.sweep_end"] == "completed"
 
     if launcher == "joblib":
         records = [json.loads(p.read_text()) for p in reports.iterdir()]
@@ -307,6 +310,44 @@ def test_a_failing_job_leaves_a_failed_child_and_a_nonzero_exit(tmp_path, sqlite
     assert job["status"] == "FAILED" and job["run_id"] == failed.info.run_id
 
 
+def test_an_interrupted_sweep_leaves_its_parent_killed_and_its_job_failed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toolkit",
+            "-m",
+            "+model=mlp",
+            "dataset=spirals",
+            "dataset.n_per_class=3000",
+            "trainer.epochs=200",
+            "trainer.progress=false",
+            "logger.log_model=false",
+            f"logger.tracking_uri={uri}",
+            "optim.lr=0.01,0.001",
+            "hydra.sweep.dir=sweep",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first_epoch = tmp_path / "sweep" / "0" / "checkpoint_last.npz"
+    deadline = time.monotonic() + 180
+    while not first_epoch.exists() and time.monotonic() < deadline and sweep.poll() is None:
+        time.sleep(0.05)
+    sweep.send_signal(signal.SIGINT)  # Ctrl-C in the middle of the first job
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode != 0
+    assert "marked KILLED" in stderr, stderr[-3000:]
+
+    parent, children = sweep_runs(uri, tmp_path / "sweep")
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["toolkit.sweep_end"] == "interrupted"
+    assert [c.info.status for c in children] == ["FAILED"]  # the second job never started
+
+
 # --- Optuna --------------------------------------------------------------------------------
 
 
@@ -361,6 +402,27 @@ def test_optuna_search_goes_on_after_a_diverging_trial(tmp_path):
     assert len(jobs) == 2
     assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
     assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_an_optuna_search_where_every_trial_fails_ends_like_a_failed_sweep(tmp_path):
+    result = toolkit(
+        "-m",
+        "+hparams_search=mlp_optuna",
+        "hydra.sweeper.n_trials=2",
+        "dataset=spirals",
+        "model.hidden_sizes=[0]",  # every trial fails while its job is built
+        *TINY,
+        "logger=none",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "error: no trial of the Optuna search finished" in result.stderr
+    assert "sweep: 0 of 2 jobs finished" in result.stderr
+    assert "Traceback" not in result.stderr
+    jobs = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/job_result.json")]
+    assert [j["status"] for j in jobs] == ["FAILED", "FAILED"]
+    assert all("hidden_sizes" in j["error"] for j in jobs)
 
 
 # --- SLURM (composed and rendered; not executed: there is no SLURM here) --------------------

@@ -12,6 +12,8 @@ jobs failed and exits non-zero if any did.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import sys
 from pathlib import Path
@@ -75,6 +77,8 @@ def loudly(hook, config: DictConfig) -> None:
 class SweepCallback(Callback):
     """Creates the parent run before the jobs and summarises them afterwards."""
 
+    _interrupted = None  # ends the parent run at exit if the sweep never reached its end
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         loudly(self._start, config)
 
@@ -88,7 +92,11 @@ class SweepCallback(Callback):
         overrides = list(config.hydra.overrides.task)
         info = SweepInfo(swept_keys(overrides, params), study=str(config.logger.experiment))
         if config.logger.enabled:
-            from toolkit.track.mlflow_run import reuse_parent_run, start_parent_run
+            from toolkit.track.mlflow_run import (
+                end_interrupted_parent_run,
+                reuse_parent_run,
+                start_parent_run,
+            )
 
             info.tracking_uri = str(config.logger.tracking_uri)
             found = None
@@ -97,6 +105,10 @@ class SweepCallback(Callback):
             info.experiment_id, info.parent_run_id = found or start_parent_run(
                 info.tracking_uri, info.study, overrides, info.swept_keys
             )
+            # a sweep that stops before its end (Ctrl-C, a crashed sweeper) leaves its
+            # parent KILLED, not RUNNING forever
+            self._interrupted = functools.partial(end_interrupted_parent_run, info)
+            atexit.register(self._interrupted)
         info.save(sweep_dir)
 
     def _end(self, config: DictConfig) -> None:
@@ -112,6 +124,7 @@ class SweepCallback(Callback):
             from toolkit.track.mlflow_run import finish_parent_run
 
             finish_parent_run(info, [r for _, r in results], objective, sweep_dir)
+            atexit.unregister(self._interrupted)
             write_study_report(info, sweep_dir / "report")
         print(
             f"sweep: {len(results) - len(failed)} of {len(results)} jobs finished; "

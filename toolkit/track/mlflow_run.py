@@ -349,11 +349,11 @@ def finish_parent_run(
     now = int(time.time() * 1000)
     failed = sum(r.status != "FINISHED" for r in results)
     metrics = {"children/finished": len(results) - failed, "children/failed": failed}
-    tags = {}
+    tags = {"toolkit.sweep_end": "completed"}  # (a resumed sweep said "interrupted")
     best = best_result(results, objective)
     if best is not None:
         metrics.update({f"best/{k}": v for k, v in best.metrics.items()})
-        tags = {"best_child_run_id": best.run_id or "", "best_child": best.name}
+        tags |= {"best_child_run_id": best.run_id or "", "best_child": best.name}
     client.log_batch(
         run_id,
         metrics=[Metric(clean_key(k), float(v), now, 0) for k, v in metrics.items()],
@@ -363,3 +363,15 @@ def finish_parent_run(
     summary.write_text(summary_table(results, objective) + "\n")
     client.log_artifact(run_id, str(summary))
     client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+
+def end_interrupted_parent_run(info: SweepInfo) -> None:
+    """Mark the parent run of a sweep that stopped before its end KILLED (best effort, at
+    exit); re-running the sweep with ``trainer.resume=true`` sets it RUNNING again."""
+    with contextlib.suppress(Exception):  # at exit, with the store possibly gone
+        import mlflow
+
+        client = mlflow.MlflowClient(info.tracking_uri)
+        client.set_tag(info.parent_run_id, "toolkit.sweep_end", "interrupted")
+        client.set_terminated(info.parent_run_id, status="KILLED")
+        print(f"sweep interrupted: parent run {info.parent_run_id} marked KILLED", file=sys.stderr)
