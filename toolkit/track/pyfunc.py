@@ -7,8 +7,10 @@ with it (``code_paths``), so it loads wherever NumPy and MLflow are installed.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -27,7 +29,10 @@ class ToolkitPyfunc(mlflow.pyfunc.PythonModel):
         load_plugins()
         self.predictor = Predictor.from_checkpoint(context.artifacts["checkpoint"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
+        """Images (N, H, W) or (N, C, H, W), raw pixels (a DataFrame is converted) -> class
+        probabilities (N, K). (The ndarray hint tells MLflow to take the input schema from
+        the logged example instead of asking for type hints it could validate.)"""
         values = model_input.to_numpy() if hasattr(model_input, "to_numpy") else model_input
         return self.predictor.predict_proba(values)
 
@@ -35,11 +40,25 @@ class ToolkitPyfunc(mlflow.pyfunc.PythonModel):
 mlflow.models.set_model(ToolkitPyfunc())
 
 
+@contextlib.contextmanager
+def quiet_loggers(*names: str) -> Iterator[None]:
+    """Only errors from these loggers meanwhile: MLflow's INFO/WARNING lines about signature
+    inference and an unresolvable ``pip`` (uv environments have none) are noise here."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def log_pyfunc_model(checkpoint: Path, input_example: np.ndarray) -> None:
     """Log ``checkpoint`` as the active run's ``model``."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+    with quiet_loggers("mlflow.pyfunc", "mlflow.models", "mlflow.utils.environment"):
         mlflow.pyfunc.log_model(
             name="model",
             python_model=__file__,
