@@ -17,7 +17,8 @@ from toolkit.app.overrides import check_composition, check_group_overrides
 from toolkit.registry import ConfigError, load_plugins
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-_NO_PRECHECK = {"-m", "--multirun", "-h", "--help", "--hydra-help", "--info", "-c", "--cfg"}
+_MULTIRUN = {"-m", "--multirun"}
+_NO_PRECHECK = {"-h", "--help", "--hydra-help", "--info", "-c", "--cfg"}
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -36,7 +37,7 @@ def main() -> None:
         register_configs()
         check_group_overrides(sys.argv[1:], CONF_DIR)
         if not _NO_PRECHECK & set(sys.argv[1:]):
-            check_composition(sys.argv[1:], CONF_DIR)
+            check_composition(sys.argv[1:], CONF_DIR, multirun=bool(_MULTIRUN & set(sys.argv)))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -17,6 +17,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from toolkit.app.schemas import NODES
 from toolkit.registry import REGISTRIES, Registry
 
 _SIMPLE_TYPES = (int, float, bool, str)
@@ -63,13 +64,16 @@ def config_node(registry: Registry, name: str) -> type:
 
 
 def register_configs() -> None:
-    """Store a node for every entry of every registry that has a config group."""
+    """Store a node for every entry of every registry that has a config group, and the
+    typed ``trainer`` and ``logger`` nodes."""
     store = ConfigStore.instance()
     for registry in REGISTRIES.values():
         if registry.group is None:
             continue
         for name in registry.names():
             store.store(group=registry.group, name=name, node=config_node(registry, name))
+    for (group, name), node in NODES.items():
+        store.store(group=group, name=name, node=node)
     store.store(group="hydra/help", name="toolkit", node=help_config())
 
 
