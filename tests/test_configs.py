@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from toolkit.app.config_store import register_configs
-from toolkit.app.overrides import config_groups, group_options
+from toolkit.app.overrides import config_groups, first_job, group_options
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 register_configs()
@@ -57,3 +57,37 @@ def test_registry_options_carry_their_signature_defaults():
     }
     assert cfg.schedule == {"name": "step", "step_size": 5, "gamma": 0.5}
     assert list(cfg.model.hidden_sizes) == [128, 64]
+
+
+def test_a_sweep_is_checked_with_its_first_jobs_values():
+    argv = [
+        "-m",
+        "+model=mlp",
+        "optim.lr=0.1,0.01",
+        "model.activation=[relu,tanh],[tanh,tanh]",
+        "trainer.batch_size=range(32,129,32)",
+        "model.dropout=interval(0.1,0.5)",
+        "optim.lr=tag(log, interval(1e-4, 1e-1))",
+        "optim=glob(*)",
+        "hydra.sweep.dir=out",
+    ]
+    assert first_job(argv) == [
+        "-m",
+        "+model=mlp",
+        "optim.lr=0.1",
+        "model.activation=[relu,tanh]",
+        "trainer.batch_size=32",
+        "model.dropout=0.1",
+        "optim.lr=0.0001",
+        "hydra.sweep.dir=out",
+    ]
+
+
+def test_trainer_and_logger_nodes_are_typed():
+    register_configs()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["+model=mlp", "trainer.epochs=7", "logger=none"])
+        assert cfg.trainer.epochs == 7 and cfg.logger.enabled is False
+        with pytest.raises(Exception) as caught:
+            compose("config", overrides=["+model=mlp", "trainer.early_stopping.patience=p"])
+        assert "could not be converted to Integer" in str(caught.value.__cause__)

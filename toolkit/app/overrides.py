@@ -91,7 +91,7 @@ def first_job(argv: list[str]) -> list[str]:
     -> ``optim.lr=0.1``; an Optuna ``interval(a, b)`` -> ``a``; a ``glob`` is dropped):
     the overrides of one job, whose composition checks the sweep's keys before it starts."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import IntervalSweep
+    from hydra.core.override_parser.types import Glob, IntervalSweep
     from hydra.errors import HydraException
 
     parser = OverridesParser.create()
@@ -108,6 +108,8 @@ def first_job(argv: list[str]) -> list[str]:
         if isinstance(value, IntervalSweep):
             found.append(f"{override.get_key_element()}={value.start}")
         elif override.is_choice_sweep() or override.is_range_sweep():
+            if isinstance(value, Glob):  # its options are known only to Hydra's loader
+                continue
             first = next(iter(override.sweep_string_iterator()), None)
             if first is not None:
                 found.append(f"{override.get_key_element()}={first}")
@@ -148,6 +150,7 @@ def check_sweep_values(argv: list[str], cfg: DictConfig, groups: list[str]) -> N
     """Raise ConfigError for the first value of a sweep over a typed key that its type
     rejects (``trainer.epochs=5,ten``), assigning each value to the composed ``cfg``."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -155,7 +158,8 @@ def check_sweep_values(argv: list[str], cfg: DictConfig, groups: list[str]) -> N
     for arg in _dotted_overrides(argv):
         with contextlib.suppress(HydraException):  # unparsable: composing reported it
             override = parser.parse_override(arg)
-            if not (override.is_choice_sweep() or override.is_range_sweep()):
+            discrete = override.is_choice_sweep() or override.is_range_sweep()
+            if not discrete or isinstance(override.value(), Glob):
                 continue
             key = override.get_key_element()
             if key.startswith(("+", "~")) or key in groups:  # new keys; group options
