@@ -456,14 +456,22 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^\w.-]", "_", name)
 
 
+def over_seeds(rows: list[ConfigRow], metric: str, what: str) -> str:
+    """A figure's subtitle: ``what`` over seeds when some configuration ran several."""
+    several = any(metric in r.stats and r.stats[metric].n > 1 for r in rows)
+    return f"\n{what} over seeds" if several else ""
+
+
 def _bars(study: StudyData, rows: list[ConfigRow], metric: str) -> Figure:
+    """Bars labelled by the swept values ("0.2 / light"), the keys as the x label."""
     from toolkit.viz import bar_chart
 
     return bar_chart(
-        [config_label(row.config) for row in rows],
+        [" / ".join(value_label(v) for v in row.config.values()) or "all runs" for row in rows],
         [row.stats[metric].mean for row in rows],
         [row.stats[metric].std for row in rows],
-        title=f"{study.name}: {metric}, mean ± std over seeds",
+        title=f"{study.name}: {metric}{over_seeds(rows, metric, 'mean ± std')}",
+        xlabel=" / ".join(study.config_keys),
         ylabel=metric,
         fmt="{:.2%}" if metric.endswith("acc") else "{:.4f}",
     )
@@ -501,7 +509,7 @@ def _heatmap(study: StudyData, rows: list[ConfigRow], metric: str) -> Figure | N
         values,
         [value_label(v) for v in row_values],
         [value_label(v) for v in col_values],
-        title=f"{study.name}: mean {metric} over seeds",
+        title=f"{study.name}: {metric}{over_seeds(list(cells.values()), metric, 'mean')}",
         xlabel=xlabel,
         ylabel=ylabel,
         fmt="{:.2%}" if metric.endswith("acc") else "{:.4f}",

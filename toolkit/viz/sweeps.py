@@ -61,11 +61,13 @@ def bar_chart(
     title: str = "",
     ylabel: str = "",
     fmt: str = "{:.3g}",
+    xlabel: str = "",
 ) -> Figure:
     """One bar per configuration with its value written above it.
 
     Args:
         labels: N configuration names (x ticks).
+        xlabel: what the labels are, e.g. the swept keys.
         means: N values, e.g. mean test accuracy over seeds.
         stds: N standard deviations, drawn as error bars and written under the mean as "± std".
         fmt: format of the written values, e.g. ``"{:.2%}"`` for accuracy (which also gives
@@ -106,6 +108,7 @@ def bar_chart(
     set_category_ticks(ax, "x", labels)
     ax.yaxis.set_major_formatter(tick_formatter(fmt))
     ax.grid(axis="y", alpha=0.3)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return fig
