@@ -1,14 +1,15 @@
 """Property-based tests (Hypothesis) over layer shapes and hyperparameters."""
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from toolkit.analysis.gradcheck import check_layer
 from toolkit.nn.layer import Sequential
 from toolkit.registry import ConfigError, layers, optimizers, schedules
 
-FAST = settings(max_examples=25, deadline=None)
+# derandomize: CI draws the same examples every run (explore more with a local profile)
+FAST = settings(max_examples=25, deadline=None, derandomize=True)
 F64 = np.dtype("float64")
 
 
@@ -65,6 +66,7 @@ def test_pool_gradients_on_random_shapes(kind, kernel, channels, size):
 
 @FAST
 @given(st.lists(st.integers(1, 6), min_size=1, max_size=3), st.integers(1, 5), st.integers(1, 4))
+@example(hidden=[4, 1, 6], features=1, batch=3)  # once failed with the default step
 def test_dense_stacks_have_consistent_shapes(hidden, features, batch):
     model = Sequential([layers.build("dense", units=h) for h in hidden])
     built(model, (features,))
@@ -72,7 +74,10 @@ def test_dense_stacks_have_consistent_shapes(hidden, features, batch):
     y = model.forward(x, training=True)
     assert y.shape == (batch, hidden[-1])
     assert model.backward(np.ones_like(y)).shape == x.shape
-    assert max(check_layer(model, x).values()) <= 1e-7
+    # The stack is linear, so central differences have no truncation error and a large step
+    # only shrinks the rounding noise: a bias gradient that nearly cancels over the batch
+    # (norm 1e-3 next to weights' 15) is then still checked to 1e-7.
+    assert max(check_layer(model, x, eps=1e-3).values()) <= 1e-7
 
 
 @FAST
