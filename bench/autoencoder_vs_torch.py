@@ -23,42 +23,15 @@ import statistics
 import time
 
 import numpy as np
+from toolkit_runner import ToolkitRunner  # bench/ is on sys.path
 
 from toolkit.data import ArrayData, load_dataset, split_dataset
 from toolkit.interop.torch_state import to_state_dict, torch_module
 from toolkit.models import ModelSpec, build_model
-from toolkit.registry import load_plugins, losses, optimizers
-from toolkit.train import Trainer
-from toolkit.train.trainer import blas_threads
+from toolkit.registry import load_plugins
 
 SPEC = ModelSpec("autoencoder", (1, 28, 28), 784, {"hidden_sizes": [128], "latent": 32})
 MSE_TOLERANCE = 0.10
-
-
-class ToolkitRunner:
-    def __init__(self, model, train, test, batch_size: int, seed: int, threads: int) -> None:
-        self.model, self.threads = model, threads
-        self.train, self.test = train, test
-        self.trainer = Trainer(
-            model,
-            losses.build("mse"),
-            optimizers.build("adam", model, lr=1e-3),
-            epochs=10**6,
-            batch_size=batch_size,
-            seed=seed,
-            classification=False,
-            progress=False,
-        )
-
-    def epoch(self) -> float:
-        self.trainer.epoch += 1
-        started = time.perf_counter()
-        with blas_threads(self.threads):
-            self.trainer.train_epoch(self.train)
-        return time.perf_counter() - started
-
-    def test_mse(self) -> float:
-        return self.trainer.evaluate(self.test)["test/loss"]
 
 
 class TorchRunner:
@@ -88,7 +61,7 @@ class TorchRunner:
             self.optimizer.step()
         return time.perf_counter() - started
 
-    def test_mse(self) -> float:
+    def score(self) -> float:
         self.model.eval()
         with self.torch.no_grad():
             return float(self.loss(self.model(self.x_test), self.x_test))
@@ -111,7 +84,7 @@ def main() -> None:
     runner_args = (train, test, args.batch_size, args.seed, args.threads)
     runners = {
         "pytorch": TorchRunner(model, *runner_args),  # copies the initial weights first
-        "toolkit": ToolkitRunner(model, *runner_args),
+        "toolkit": ToolkitRunner(model, "mse", "test/loss", *runner_args),
     }
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(args.epochs):
@@ -127,7 +100,7 @@ def main() -> None:
             "threads": args.threads,
             "epochs": args.epochs,
             "seconds_per_epoch": round(statistics.median(times[name]), 3),
-            "test_mse": round(runner.test_mse(), 5),
+            "test_mse": round(runner.score(), 5),
         }
         print(json.dumps(results[name]))
     toolkit, pytorch = results["toolkit"], results["pytorch"]

@@ -20,44 +20,15 @@ import statistics
 import time
 
 import numpy as np
+from toolkit_runner import ToolkitRunner  # bench/ is on sys.path
 
 from toolkit.data import load_dataset, split_dataset
 from toolkit.models import ModelSpec, build_model
-from toolkit.registry import load_plugins, losses, optimizers
-from toolkit.train import Trainer
-from toolkit.train.trainer import blas_threads
+from toolkit.registry import load_plugins
 
 HIDDEN = [128, 64]
 ACTIVATIONS = ["relu", "tanh"]
-
-
-class ToolkitRunner:
-    def __init__(self, data, batch_size: int, seed: int, threads: int) -> None:
-        self.train, self.test = data.train, data.test
-        self.threads = threads
-        spec = ModelSpec(
-            "mlp", (1, 28, 28), 10, {"hidden_sizes": HIDDEN, "activation": ACTIVATIONS}
-        )
-        self.model = build_model(spec, seed=seed)
-        self.trainer = Trainer(
-            self.model,
-            losses.build("cross_entropy"),
-            optimizers.build("adam", self.model, lr=1e-3),
-            epochs=10**6,
-            batch_size=batch_size,
-            seed=seed,
-            progress=False,
-        )
-
-    def epoch(self) -> float:
-        self.trainer.epoch += 1
-        started = time.perf_counter()
-        with blas_threads(self.threads):
-            self.trainer.train_epoch(self.train)
-        return time.perf_counter() - started
-
-    def test_accuracy(self) -> float:
-        return self.trainer.evaluate(self.test)["test/acc"]
+SPEC = ModelSpec("mlp", (1, 28, 28), 10, {"hidden_sizes": HIDDEN, "activation": ACTIVATIONS})
 
 
 class TorchRunner:
@@ -99,7 +70,7 @@ class TorchRunner:
             self.optimizer.step()
         return time.perf_counter() - started
 
-    def test_accuracy(self) -> float:
+    def score(self) -> float:
         self.model.eval()
         with self.torch.no_grad():
             predictions = self.model(self.x_test).argmax(dim=1)
@@ -120,7 +91,16 @@ def main() -> None:
     data = split_dataset(load_dataset("mnist"), train=1.0, val=0.0, test=0.0, seed=args.seed)
     threads = args.threads
     runners = {
-        "toolkit": ToolkitRunner(data, args.batch_size, args.seed, threads),
+        "toolkit": ToolkitRunner(
+            build_model(SPEC, seed=args.seed),
+            "cross_entropy",
+            "test/acc",
+            data.train,
+            data.test,
+            args.batch_size,
+            args.seed,
+            threads,
+        ),
         "pytorch": TorchRunner(data, args.batch_size, args.seed, threads),
     }
     times: dict[str, list[float]] = {name: [] for name in runners}
@@ -139,7 +119,7 @@ def main() -> None:
             "epochs": args.epochs,
             "seconds_per_epoch": round(seconds, 3),
             "samples_per_s": round(len(data.train.y) / seconds, 1),
-            "test_acc": round(runner.test_accuracy(), 4),
+            "test_acc": round(runner.score(), 4),
         }
         print(json.dumps(results[name]))
     ratio = results["toolkit"]["samples_per_s"] / results["pytorch"]["samples_per_s"]

@@ -26,75 +26,29 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+sys.path.insert(0, str(ROOT))  # the tests' server helper, also where the project is not installed
+from tests.mlflow_server import free_port, start_server, stop_server  # noqa: E402
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path, workers: int = 1, timeout: float = 90) -> Iterator[str]:
-    """An ``mlflow server`` (SQLite backend, artifacts proxied to ``folder/mlartifacts``) on
-    127.0.0.1; yields its URL and stops its whole process group afterwards."""
+def mlflow_server(folder: Path) -> Iterator[str]:
+    """An ``mlflow server`` (SQLite backend in ``folder``) on 127.0.0.1, the same one the
+    tests start; yields its URL, logs to ``folder/server.log``, stops it afterwards."""
     port = free_port()
-    log = open(folder / "server.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'server.db'}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        cwd=folder,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        # tracking only: no GenAI job runner (it would start ~8 more processes)
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited ({process.returncode}); see {log.name}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{url}/health", timeout=2) as response,
-            ):
-                if response.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"mlflow server did not answer {url}/health in {timeout} s")
-            time.sleep(0.25)
-        yield url
-    finally:
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            if process.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(process.pid, sig)
-                process.wait(timeout=wait)
-        log.close()
+    with open(folder / "server.log", "w") as log:
+        process = start_server(folder, port, log)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop_server(process)
 
 
 def one_sweep(folder: Path, uri: str, experiment: str, jobs: int, log_model: bool) -> dict:

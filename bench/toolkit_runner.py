@@ -1,0 +1,56 @@
+"""The toolkit side of the framework benchmarks: its real Trainer, one timed epoch at a time.
+
+Progress bar off, per-layer gradient norms on (as in a normal run), Adam (lr 1e-3), BLAS
+limited to ``threads`` while an epoch runs. Epochs are driven from outside so that the
+benchmarks can alternate them with the PyTorch side.
+"""
+
+from __future__ import annotations
+
+import time
+
+from toolkit.data import ArrayData
+from toolkit.nn.layer import Layer
+from toolkit.registry import losses, optimizers
+from toolkit.train import Trainer
+from toolkit.train.trainer import blas_threads
+
+
+class ToolkitRunner:
+    """Trains ``model`` on ``train`` with ``loss``; :meth:`score` is ``metric`` on ``test``
+    (the PyTorch runners have the same ``epoch()`` and ``score()``)."""
+
+    def __init__(
+        self,
+        model: Layer,
+        loss: str,
+        metric: str,
+        train: ArrayData,
+        test: ArrayData,
+        batch_size: int,
+        seed: int,
+        threads: int,
+    ) -> None:
+        self.train, self.test, self.metric, self.threads = train, test, metric, threads
+        self.trainer = Trainer(
+            model,
+            losses.build(loss),
+            optimizers.build("adam", model, lr=1e-3),
+            epochs=10**6,
+            batch_size=batch_size,
+            seed=seed,
+            classification=loss == "cross_entropy",
+            progress=False,
+        )
+
+    def epoch(self) -> float:
+        """Train one epoch; returns its wall time in seconds."""
+        self.trainer.epoch += 1
+        started = time.perf_counter()
+        with blas_threads(self.threads):
+            self.trainer.train_epoch(self.train)
+        return time.perf_counter() - started
+
+    def score(self) -> float:
+        """``metric`` (``test/acc``, ``test/loss``) on the test data."""
+        return self.trainer.evaluate(self.test)[self.metric]
