@@ -17,13 +17,15 @@ comparing them (MSE ratio toolkit / PyTorch, whether it is within 10 %, speed ra
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
 import time
 
 import numpy as np
-from toolkit_runner import ToolkitRunner  # bench/ is on sys.path
+from toolkit_runner import (  # bench/ is on sys.path
+    ToolkitRunner,
+    bench_arguments,
+    median_epoch_seconds,
+)
 
 from toolkit.data import ArrayData, load_dataset, split_dataset
 from toolkit.interop.torch_state import to_state_dict, torch_module
@@ -68,14 +70,7 @@ class TorchRunner:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="BLAS threads (toolkit) = intra-op threads (torch)"
-    )
-    args = parser.parse_args()
+    args = bench_arguments(__doc__.splitlines()[0], epochs=5)
 
     load_plugins()
     data = split_dataset(load_dataset("mnist"), train=1.0, val=0.0, test=0.0, seed=args.seed)
@@ -86,10 +81,7 @@ def main() -> None:
         "pytorch": TorchRunner(model, *runner_args),  # copies the initial weights first
         "toolkit": ToolkitRunner(model, "mse", "test/loss", *runner_args),
     }
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(args.epochs):
-        for name, runner in runners.items():
-            times[name].append(runner.epoch())
+    seconds_per_epoch = median_epoch_seconds(runners, args.epochs)
 
     results = {}
     for name, runner in runners.items():
@@ -99,7 +91,7 @@ def main() -> None:
             "batch_size": args.batch_size,
             "threads": args.threads,
             "epochs": args.epochs,
-            "seconds_per_epoch": round(statistics.median(times[name]), 3),
+            "seconds_per_epoch": round(seconds_per_epoch[name], 3),
             "test_mse": round(runner.score(), 5),
         }
         print(json.dumps(results[name]))

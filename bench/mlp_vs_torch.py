@@ -14,13 +14,15 @@ with the throughput ratio toolkit / PyTorch.
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
 import time
 
 import numpy as np
-from toolkit_runner import ToolkitRunner  # bench/ is on sys.path
+from toolkit_runner import (  # bench/ is on sys.path
+    ToolkitRunner,
+    bench_arguments,
+    median_epoch_seconds,
+)
 
 from toolkit.data import load_dataset, split_dataset
 from toolkit.models import ModelSpec, build_model
@@ -78,14 +80,7 @@ class TorchRunner:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="BLAS threads (toolkit) = intra-op threads (torch)"
-    )
-    args = parser.parse_args()
+    args = bench_arguments(__doc__.splitlines()[0], epochs=3)
 
     load_plugins()
     data = split_dataset(load_dataset("mnist"), train=1.0, val=0.0, test=0.0, seed=args.seed)
@@ -103,14 +98,11 @@ def main() -> None:
         ),
         "pytorch": TorchRunner(data, args.batch_size, args.seed, threads),
     }
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(args.epochs):
-        for name, runner in runners.items():
-            times[name].append(runner.epoch())
+    seconds_per_epoch = median_epoch_seconds(runners, args.epochs)
 
     results = {}
     for name, runner in runners.items():
-        seconds = statistics.median(times[name])
+        seconds = seconds_per_epoch[name]
         results[name] = {
             "framework": name,
             "model": "mlp 784-128(relu)-64(tanh)-10",

@@ -30,25 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' server helper, also where the project is not installed
-from tests.mlflow_server import free_port, start_server, stop_server  # noqa: E402
-
-
-@contextlib.contextmanager
-def mlflow_server(folder: Path) -> Iterator[str]:
-    """An ``mlflow server`` (SQLite backend in ``folder``) on 127.0.0.1, the same one the
-    tests start; yields its URL, logs to ``folder/server.log``, stops it afterwards."""
-    port = free_port()
-    with open(folder / "server.log", "w") as log:
-        process = start_server(folder, port, log)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop_server(process)
+from tests.mlflow_server import running_server  # noqa: E402
 
 
 def one_sweep(folder: Path, uri: str, experiment: str, jobs: int, log_model: bool) -> dict:
@@ -170,7 +156,7 @@ def main() -> None:
             server_dir = tmp / "server"
             server_dir.mkdir()
             rows = []
-            with mlflow_server(server_dir) as url:
+            with running_server(server_dir) as url:
                 for i in range(options.repeats):
                     folder = tmp / f"server{i}"
                     folder.mkdir()

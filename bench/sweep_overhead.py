@@ -40,6 +40,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.mlflow_server, also where the project is not installed
 EVENTS_ENV = "SWEEP_OVERHEAD_EVENTS"
 
 # sitecustomize.py for the children: when EVENTS_ENV names a folder, wrap timers around
@@ -295,11 +296,11 @@ def main() -> None:
         stores = [("SQLite", sqlite)]
         with contextlib.ExitStack() as stack:
             if not options.no_server:
-                from parallel_tracking import mlflow_server  # bench/ is on sys.path
+                from tests.mlflow_server import running_server
 
                 server_dir = cwd / "server"
                 server_dir.mkdir()
-                url = stack.enter_context(mlflow_server(server_dir))
+                url = stack.enter_context(running_server(server_dir))
                 served = ["logger.log_model=false", f"logger.tracking_uri={url}"]
                 run_child([*base, *served], cwd, env)  # creates the experiment
                 stores.append(("MLflow server", served))

@@ -1,4 +1,5 @@
-"""The toolkit side of the framework benchmarks: its real Trainer, one timed epoch at a time.
+"""What the toolkit-vs-PyTorch benchmarks share: their options, the toolkit side (its real
+Trainer, one timed epoch at a time) and the loop that alternates epochs between frameworks.
 
 Progress bar off, per-layer gradient norms on (as in a normal run), Adam (lr 1e-3), BLAS
 limited to ``threads`` while an epoch runs. Epochs are driven from outside so that the
@@ -7,7 +8,10 @@ benchmarks can alternate them with the PyTorch side.
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import time
+from typing import Protocol
 
 from toolkit.data import ArrayData
 from toolkit.nn.layer import Layer
@@ -54,3 +58,29 @@ class ToolkitRunner:
     def score(self) -> float:
         """``metric`` (``test/acc``, ``test/loss``) on the test data."""
         return self.trainer.evaluate(self.test)[self.metric]
+
+
+def bench_arguments(description: str, epochs: int) -> argparse.Namespace:
+    """``--epochs``, ``--batch-size``, ``--seed`` and ``--threads`` from the command line."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="BLAS threads (toolkit) = intra-op threads (torch)"
+    )
+    return parser.parse_args()
+
+
+class Runner(Protocol):
+    def epoch(self) -> float: ...
+
+
+def median_epoch_seconds(runners: dict[str, Runner], epochs: int) -> dict[str, float]:
+    """Train every runner ``epochs`` epochs, alternating between them epoch by epoch so that
+    all see the same machine load; returns each one's median seconds per epoch."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(epochs):
+        for name, runner in runners.items():
+            times[name].append(runner.epoch())
+    return {name: statistics.median(seconds) for name, seconds in times.items()}

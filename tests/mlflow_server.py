@@ -1,5 +1,6 @@
 """A real ``mlflow server`` for tests: start it on 127.0.0.1, wait for /health, stop it."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -74,3 +76,16 @@ def stop_server(process: subprocess.Popen) -> None:
             process.wait(timeout=wait)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
+
+
+@contextlib.contextmanager
+def running_server(folder: Path) -> Iterator[str]:
+    """A server (store in ``folder``, log in ``folder/server.log``) on a free port while the
+    block runs; yields its URL."""
+    port = free_port()
+    with open(folder / "server.log", "w") as log:
+        process = start_server(folder, port, log)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop_server(process)

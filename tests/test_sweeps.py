@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import requires_mnist
-from tests.mlflow_server import free_port, start_server, stop_server
+from tests.mlflow_server import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 # MLflow's SQLAlchemy store under SQLAlchemy 2.1 (in this process: the template store)
@@ -73,14 +73,8 @@ def sweep_runs(uri: str, sweep_dir: Path):
 def mlflow_server(tmp_path_factory):
     """``mlflow server`` with a SQLite backend on a free port; its URL. Stopped at teardown
     (its whole process group: the server starts uvicorn and a job runner)."""
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    with open(folder / "server.log", "w") as log:
-        process = start_server(folder, port, log)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop_server(process)
+    with running_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
