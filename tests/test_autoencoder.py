@@ -16,7 +16,7 @@ from toolkit.app.job import build_job, figures, fit_and_test
 from toolkit.models import ModelSpec, build_model
 from toolkit.registry import ConfigError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "toolkit" / "conf"
 QUICK = [
     "dataset.subset=600",
     "trainer.epochs=2",

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from toolkit.app.config_store import register_configs
 from toolkit.app.overrides import config_groups, first_job, group_options
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "toolkit" / "conf"
 register_configs()
 
 

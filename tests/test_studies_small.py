@@ -13,7 +13,7 @@ from toolkit.app.config_store import register_configs
 from toolkit.app.job import Job, build_job, figures, fit_and_test, write_outputs
 from toolkit.train import save_checkpoint
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "toolkit" / "conf"
 
 
 def build_preset(*overrides: str) -> Job:

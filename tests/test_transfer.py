@@ -17,7 +17,7 @@ from toolkit.registry import ConfigError, losses, optimizers
 from toolkit.train import Trainer, save_checkpoint
 from toolkit.train.checkpoint import model_arrays
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "toolkit" / "conf"
 SMALL_CNN = {"channels": [4, 8], "hidden": 16}
 BACKBONE = ["0.conv2d", "3.conv2d"]
 

@@ -16,7 +16,7 @@ from toolkit.app.config_store import register_configs
 from toolkit.app.overrides import check_composition, check_group_overrides
 from toolkit.registry import ConfigError, load_plugins
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 _MULTIRUN = {"-m", "--multirun"}
 _NO_PRECHECK = {"-h", "--help", "--hydra-help", "--info", "-c", "--cfg"}
 
