@@ -5,12 +5,18 @@ Registered datasets (``toolkit.registry.datasets``, config group ``dataset``):
 ``torchvision`` (any torchvision classification dataset by class name), its presets
 ``mnist``, ``fashion_mnist``, ``kmnist``, ``emnist``, ``cifar10``, the class subsets
 ``mnist_classes`` (relabelled, for transfer studies), and the synthetic ``xor``, ``sin``,
-``spirals``.
+``spirals``; the photo datasets ``oxford_pet``, ``flowers102`` and ``image_folder``.
 """
 
 from typing import Any
 
-from toolkit.data import subsets, synthetic, torchvision_adapter  # noqa: F401  (registers datasets)
+from toolkit.data import (  # noqa: F401  (registers datasets)
+    image_folder,
+    photo_datasets,
+    subsets,
+    synthetic,
+    torchvision_adapter,
+)
 from toolkit.data.augment import Augmenter, build_augmenter  # registers augmentations
 from toolkit.data.batching import iterate_batches, num_batches
 from toolkit.data.dataset import Dataset, preprocess_images

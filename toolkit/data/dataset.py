@@ -101,15 +101,19 @@ def preprocess_images(
             such values), in one of the layouts :func:`images_to_nchw` accepts: (N, H, W)
             grayscale becomes (N, 1, H, W); (N, H, W, C) is transposed to (N, C, H, W).
         normalization: ``(mean, std)`` of the pixels after scaling by 1/255 (the
-            ``Dataset.normalization`` the model was trained with), or ``None`` to only scale.
+            ``Dataset.normalization`` the model was trained with), each a scalar or one
+            value per channel, or ``None`` to only scale.
 
     Returns:
         contiguous float32 (N, C, H, W): ``(raw / 255 - mean) / std``, or ``raw / 255``.
     """
     images = images_to_nchw(np.asarray(raw_uint8))
     mean, std = normalization if normalization is not None else (0.0, 1.0)
+    # scalars, or one value per channel (photos: ImageNet's per-channel statistics)
+    mean = np.asarray(mean, dtype=np.float64).reshape(-1, 1, 1)
+    std = np.asarray(std, dtype=np.float64).reshape(-1, 1, 1)
     out = np.empty(images.shape, dtype=np.float32)
-    np.multiply(images, np.float32(1.0 / (255.0 * std)), out=out, casting="unsafe")
-    if mean:
-        out -= np.float32(mean / std)
+    np.multiply(images, (1.0 / (255.0 * std)).astype(np.float32), out=out, casting="unsafe")
+    if mean.any():
+        out -= (mean / std).astype(np.float32)
     return out

@@ -2,16 +2,19 @@
 
 Registered augmentations (:data:`toolkit.registry.augmentations`), with their defaults:
 
-==========  ==================================================================
-``shift``   ``max_pixels=2``: whole-pixel shifts, exact
-``rotate``  ``max_degrees=10.0``
-``scale``   ``min_scale=0.9, max_scale=1.1``
-``affine``  rotation + zoom + fractional shift in one resampling pass
-            (``max_degrees=10.0, max_pixels=2.0, min_scale=0.9, max_scale=1.1``)
-``elastic`` ``alpha=8.0, sigma=3.0``: smoothed random displacement fields
-``noise``   ``std=0.1``: gaussian, in the normalised input units
-``cutout``  ``size=8``: one filled square per image
-==========  ==================================================================
+=========================  ==================================================================
+``shift``                  ``max_pixels=2``: whole-pixel shifts, exact
+``rotate``                 ``max_degrees=10.0``
+``scale``                  ``min_scale=0.9, max_scale=1.1``
+``affine``                 rotation + zoom + fractional shift in one resampling pass
+                           (``max_degrees=10.0, max_pixels=2.0, min_scale=0.9, max_scale=1.1``)
+``elastic``                ``alpha=8.0, sigma=3.0``: smoothed random displacement fields
+``noise``                  ``std=0.1``: gaussian, in the normalised input units
+``cutout``                 ``size=8``: one filled square per image
+``random_resized_crop``    ``min_scale=0.08, max_scale=1.0, min_ratio=3/4, max_ratio=4/3``:
+                           a random box resized to the image (torchvision's RandomResizedCrop)
+``hflip``                  ``p=0.5``: left-right mirror (torchvision's RandomHorizontalFlip)
+=========================  ==================================================================
 
 Geometric ones also take ``fill`` (None: the batch minimum, i.e. the background of
 normalised images) and ``mode`` (``"bilinear"`` or ``"nearest"``). A pipeline::
@@ -23,6 +26,7 @@ All geometric augmentations resample through one function, :func:`warp` (bilinea
 nearest), fed by coordinate grids; ``shift`` uses an exact whole-pixel fast path.
 """
 
+from toolkit.data.augment.photo import HorizontalFlip, RandomResizedCrop
 from toolkit.data.augment.pipeline import Augmenter, build_augmenter
 from toolkit.data.augment.resample import (
     affine_grid,
@@ -49,7 +53,9 @@ __all__ = [
     "Augmenter",
     "Cutout",
     "Elastic",
+    "HorizontalFlip",
     "Noise",
+    "RandomResizedCrop",
     "Rotate",
     "Scale",
     "Shift",
