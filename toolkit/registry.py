@@ -19,19 +19,11 @@ beyond the standard library so that ``toolkit.nn`` and ``toolkit.optim`` stay pu
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import inspect
-import os
-import sys
 from collections.abc import Callable, Iterator
-from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T", bound=Callable[..., Any])
-
-ENTRY_POINT_GROUP = "toolkit.plugins"
-PLUGINS_ENV_VAR = "TOOLKIT_PLUGINS"
 
 
 class ConfigError(ValueError):
@@ -68,12 +60,17 @@ class Registry(Generic[T]):
     def register(self, name: str | None = None, *, force: bool = False) -> Callable[[T], T]:
         """Decorator registering a factory under ``name`` (default: its ``__name__`` lowercased).
 
-        Registering a name twice is an error unless ``force=True`` (which replaces it).
+        Registering a name twice is an error unless ``force=True`` (which replaces it) or
+        both are the same component (same qualified name and source code: another copy of
+        the same plugin file), in which case the first stays.
         """
 
         def decorator(factory: T) -> T:
             key = name or factory.__name__.lower()
-            if key in self._entries and not force and self._entries[key] is not factory:
+            existing = self._entries.get(key)
+            if existing is not None and not force and _same_component(existing, factory):
+                return factory
+            if existing is not None and not force and existing is not factory:
                 raise ConfigError(
                     f"{self.kind} '{key}' is already registered by "
                     f"{_origin(self._entries[key])}; pick another name or pass force=True"
@@ -82,6 +79,38 @@ class Registry(Generic[T]):
             return factory
 
         return decorator
+
+    def preset(self, name: str, base: str, doc: str = "", **defaults: Any) -> None:
+        """Register ``name`` as entry ``base`` with other defaults: the one preset
+        mechanism (``optimizers.preset("sgd_momentum", "sgd", momentum=0.9)``). The preset
+        is built like any entry (``optimizers.build("sgd_momentum", model)``), its config
+        node shows its defaults, and anything passed explicitly still wins."""
+        factory = self.get(base)
+        unknown = sorted(set(defaults) - set(self.hyperparameters(base)))
+        if unknown:
+            raise ConfigError(
+                f"preset {self.kind} '{name}': {base} has no hyperparameter {', '.join(unknown)}"
+            )
+        signature = inspect.signature(factory)
+        params = [
+            p.replace(default=defaults[p.name]) if p.name in defaults else p
+            for p in signature.parameters.values()
+        ]
+        preset_signature = signature.replace(parameters=params)
+
+        def build(*args: Any, **kwargs: Any) -> Any:
+            bound = preset_signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return factory(*bound.args, **bound.kwargs)
+
+        settings = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+        build.__signature__ = preset_signature  # type: ignore[attr-defined]
+        build.__annotations__ = _type_hints(factory)
+        build.__name__ = name
+        build.__qualname__ = f"{getattr(factory, '__qualname__', base)}[{name}]"
+        build.__module__ = getattr(factory, "__module__", __name__)
+        build.__doc__ = doc or f"{base} with {settings}."
+        self.register(name)(build)  # type: ignore[arg-type]
 
     def get(self, name: str, key: str | None = None) -> T:
         """The factory registered as ``name``; ``key`` names the config key in errors."""
@@ -128,7 +157,38 @@ class Registry(Generic[T]):
 
 
 def _origin(factory: Any) -> str:
-    return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', factory)}"
+    """``module.Name (file)``: where a registered component comes from."""
+    name = f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', factory)}"
+    try:
+        return f"{name} ({inspect.getsourcefile(factory)})"
+    except TypeError:
+        return name
+
+
+def _type_hints(factory: Any) -> dict[str, Any]:
+    """Resolved annotations of a function or a class's ``__init__`` ({} if unresolvable)."""
+    import typing
+
+    try:
+        return typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+    except Exception:
+        return {}
+
+
+def _source(factory: Any) -> str | None:
+    try:
+        return inspect.getsource(factory)
+    except (OSError, TypeError):
+        return None
+
+
+def _same_component(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are copies of one component (same qualified name and code)."""
+    if a is b or getattr(a, "__qualname__", None) != getattr(b, "__qualname__", None):
+        return a is b
+    source = _source(a)
+    same_code = source is not None and source == _source(b)
+    return same_code and inspect.signature(a) == inspect.signature(b)
 
 
 # One registry per kind. `group` is the config group whose options the entries become.
@@ -166,54 +226,6 @@ def load_builtins() -> None:
     import toolkit.optim  # noqa: F401
 
 
-_loaded_plugin_files: set[Path] = set()
-
-
-def plugin_folders(extra: list[str | os.PathLike] | None = None) -> list[Path]:
-    """Folders searched for plugin modules: the project's ``plugins/`` (beside the
-    ``toolkit`` package), ``./plugins``, ``$TOOLKIT_PLUGINS`` (``os.pathsep``-separated)
-    and ``extra``; only those that exist."""
-    candidates: list[Path] = [Path(__file__).resolve().parents[1] / "plugins"]
-    candidates.append(Path.cwd() / "plugins")
-    candidates += [Path(p) for p in os.environ.get(PLUGINS_ENV_VAR, "").split(os.pathsep) if p]
-    candidates += [Path(p) for p in extra or []]
-    seen: list[Path] = []
-    for folder in candidates:
-        folder = folder.resolve()
-        if folder.is_dir() and folder not in seen:
-            seen.append(folder)
-    return seen
-
-
-def load_plugins(extra_folders: list[str | os.PathLike] | None = None) -> list[str]:
-    """Load the built-ins, then plugins: the ``toolkit.plugins`` entry points and every
-    ``*.py`` file (not starting with ``_``) in the plugin folders. Idempotent: each file and
-    entry point is imported once per process. Returns the names of what was loaded."""
-    load_builtins()
-    loaded: list[str] = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        module_name = ep.value.split(":")[0]
-        if module_name in sys.modules:
-            continue
-        obj = ep.load()
-        if callable(obj) and ":" in ep.value:
-            obj()
-        loaded.append(f"entry point {ep.name}")
-    for folder in plugin_folders(extra_folders):
-        for path in sorted(folder.glob("*.py")):
-            if path.name.startswith("_") or path in _loaded_plugin_files:
-                continue
-            _import_file(path)
-            _loaded_plugin_files.add(path)
-            loaded.append(str(path))
-    return loaded
-
-
-def _import_file(path: Path) -> None:
-    module_name = f"toolkit_plugin_{path.stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"cannot import plugin file {path}; is it a Python module?")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+# Plugin discovery lives in its own module; importing it here keeps the one public path
+# ``from toolkit.registry import load_plugins``.
+from toolkit.plugin_loading import PLUGIN_FAILURES, PluginFailure, load_plugins, plugin_folders  # noqa: E402, F401

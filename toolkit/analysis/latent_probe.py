@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -27,7 +28,8 @@ PROBE_KINDS = ("none", "logistic", "mlp", "svm")
 
 @dataclass
 class ProbeSettings:
-    """What to train on the codes (the ``probe`` config node).
+    """What to train on the codes: the ``probe`` config node itself (its defaults live
+    here only; ``toolkit.app.schemas`` stores it in Hydra's ConfigStore).
 
     Attributes:
         kind: ``logistic``, ``mlp``, ``svm`` or ``none`` (no probe).
@@ -47,12 +49,23 @@ class ProbeSettings:
     batch_size: int = 128
     lr: float = 1e-3
     svm_c: float = 10.0
-    max_train: int | None = None
+    max_train: Optional[int] = None  # noqa: UP045 (OmegaConf reads it: no "int | None")
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in PROBE_KINDS:
             raise ConfigError(f"probe.kind={self.kind!r} is not one of: {', '.join(PROBE_KINDS)}")
+        for name, minimum in (("epochs", 1), ("batch_size", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"probe.{name} must be an integer >= {minimum}; got {value!r}")
+        for name in ("lr", "svm_c"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"probe.{name} must be > 0; got {getattr(self, name)!r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"probe.dropout must be in [0, 1); got {self.dropout!r}")
+        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise ConfigError(f"probe.hidden must be integers >= 1; got {list(self.hidden)!r}")
         if self.kind == "svm" and importlib.util.find_spec("sklearn") is None:
             raise ConfigError(
                 "probe.kind=svm needs scikit-learn (uv pip install scikit-learn); "

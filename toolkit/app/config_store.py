@@ -10,57 +10,19 @@ part of the config.
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import types
-import typing
-from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
 from toolkit.app.schemas import NODES
+from toolkit.app.signature_nodes import node_from_signature
 from toolkit.registry import REGISTRIES, Registry
-
-_SIMPLE_TYPES = (int, float, bool, str)
-
-
-def _config_type(annotation: Any) -> Any:
-    """The OmegaConf-compatible type for a parameter annotation (``Any`` if none fits)."""
-    if annotation in _SIMPLE_TYPES:
-        return annotation
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (list, tuple) and len(args) >= 1 and args[0] in _SIMPLE_TYPES:
-        return list[args[0]]
-    if origin in (typing.Union, types.UnionType):
-        members = [a for a in args if a is not type(None)]
-        if len(members) == 1 and type(None) in args:
-            inner = _config_type(members[0])
-            return inner if inner is Any else typing.Optional[inner]  # noqa: UP045 (OmegaConf)
-    return Any
-
-
-def _default(value: Any) -> Any:
-    """A dataclass field default: tuples become lists (through a factory)."""
-    if isinstance(value, tuple | list | dict):
-        copy = list(value) if isinstance(value, tuple) else value.copy()
-        return dataclasses.field(default_factory=lambda: copy)
-    return value
 
 
 def config_node(registry: Registry, name: str) -> type:
     """A dataclass ``{name: <entry>, <hyperparameter>: <default>, ...}`` for one entry."""
-    factory = registry.get(name)
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # unresolvable annotations: fall back to untyped fields
-        hints = {}
-    fields: list[tuple] = [("name", str, dataclasses.field(default=name))]
-    for param in registry.hyperparameters(name).values():
-        kind = _config_type(hints.get(param.name, Any))
-        default = "???" if param.default is inspect.Parameter.empty else param.default
-        fields.append((param.name, kind, _default(default)))
+    first = [("name", str, dataclasses.field(default=name))]
     class_name = f"{registry.kind}_{name}".title().replace("_", "")
-    return dataclasses.make_dataclass(class_name, fields)
+    return node_from_signature(registry.get(name), class_name, first=first)
 
 
 def register_configs() -> None:

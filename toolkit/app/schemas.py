@@ -1,30 +1,47 @@
-"""Typed config nodes for the groups that are not registries: ``trainer`` and ``logger``.
+"""Typed config nodes for the groups that are not registries: ``trainer``, ``logger``,
+``split``, ``augment`` and ``probe``, and their presets.
 
-They are structured configs (dataclasses in Hydra's ConfigStore, registered by
+Every default lives once, in the component that uses it: early stopping's in
+``EarlyStopping.__init__``, the split fractions in ``split_dataset``, the augmentation
+probability in ``build_augmenter``, the probe's in ``ProbeSettings``; the nodes here are
+generated from them. They are structured configs (stored in Hydra's ConfigStore by
 :func:`toolkit.app.config_store.register_configs`), so a wrong type such as
-``trainer.epochs=ten`` or ``logger.log_model=maybe`` fails with one line when Hydra
-composes, before any work.
+``trainer.epochs=ten``, ``probe.lr=fast`` or ``split.val=half`` fails with one line when
+Hydra composes, before any work; ranges are checked by :mod:`toolkit.app.validate`.
+
+Presets of one component are instances of its node with some values changed, declared
+here (``split=70-30``, ``augment=light``, ``logger=none``) or, for registry entries, beside
+the component (``optimizers.preset("sgd_momentum", "sgd", momentum=0.9)``). YAML files
+under ``conf/`` are only for presets that combine components: model recipes and studies.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Optional
+
+from toolkit.app.transfer_settings import CONFIG_NODES as TRANSFER_NODES
+
+from omegaconf import DictConfig, OmegaConf
+
+from toolkit.analysis.latent_probe import ProbeSettings
+from toolkit.app.signature_nodes import node_from_signature
+from toolkit.data import build_augmenter, split_dataset
+from toolkit.train import EarlyStopping
 
 # OmegaConf reads these annotations at runtime: Optional[...] rather than "X | None".
 # ruff: noqa: UP045
 
+SEED = "${seed}"  # the run's seed, unless a node's seed is set on its own
 
-@dataclasses.dataclass
-class EarlyStoppingConfig:
-    """``trainer.early_stopping``: stop when ``monitor`` stops improving."""
+# ``trainer.early_stopping``: EarlyStopping's keyword arguments and whether it is on.
+EarlyStoppingConfig = node_from_signature(
+    EarlyStopping, "EarlyStoppingConfig", first=[("enabled", bool, False)]
+)
 
-    enabled: bool = False
-    monitor: str = "val/loss"
-    patience: int = 5  # epochs without improvement
-    mode: str = "auto"  # min | max | auto (max for accuracies)
-    min_delta: float = 0.0
-    restore_best: bool = True  # end with the best epoch's weights
+# ``split``: split_dataset's fractions and seed (test 0 keeps the dataset's own test set).
+SplitConfig = node_from_signature(split_dataset, "SplitConfig", defaults={"seed": SEED})
 
 
 @dataclasses.dataclass
@@ -35,7 +52,9 @@ class TrainerConfig:
     batch_size: int = 64
     progress: bool = True  # a progress bar per epoch
     log_grad_norms: bool = True  # per-layer gradient L2 norms each epoch
-    threads: Optional[int] = 1  # BLAS threads per job (null: all cores); README "Threads"
+    # BLAS threads; null: decided by the run (all cores for a single run, cores / parallel
+    # jobs for a sweep job); README "Threads"
+    threads: Optional[int] = None
     objective: str = "val/acc"  # the metric a job returns (e.g. to an Optuna sweeper)
     # true | <run dir> | <checkpoint.npz> | <MLflow run id>: continue a run from its last
     # epoch checkpoint; in a sweep, skip the jobs that finished
@@ -54,13 +73,65 @@ class LoggerConfig:
     experiment: str = "toolkit"  # one experiment per study
     run_name: Optional[str] = None  # default: what the run varies (its overrides)
     log_model: bool = True  # log the model as an MLflow pyfunc
+    # upload the resume checkpoint to the run's artifacts every N epochs (0: never), so
+    # trainer.resume=<run id> continues the run from any machine that reaches the store
+    checkpoint_every: int = 1
 
 
-# logger=none: no tracking; outputs (metrics.json, checkpoint) still go to the run folder
-NO_LOGGER = LoggerConfig(enabled=False, tracking_uri=None, log_model=False)
+@dataclasses.dataclass
+class AugmentConfig:
+    """``augment``: ``steps`` maps augmentation names to their hyperparameters, applied in
+    order (null: no augmentation); ``p`` is the probability that a training sample is
+    augmented."""
+
+    steps: Optional[dict[str, Any]] = None
+    p: float = inspect.signature(build_augmenter).parameters["p"].default
+
+
+@dataclasses.dataclass
+class PostFitConfig:
+    """``post_fit``: the analyses after training (toolkit.app.post_fit). ``figures=false``
+    skips every figure (large sweeps); ``skip`` names steps to leave out."""
+
+    figures: bool = True
+    skip: list[str] = dataclasses.field(default_factory=list)
+
+
+def probe_node() -> DictConfig:
+    """``probe``: :class:`ProbeSettings` itself, its seed following the run's."""
+    node = OmegaConf.structured(ProbeSettings)
+    node.seed = SEED
+    return node
+
+
+def split_preset(train: float, val: float, test: float) -> Any:
+    return SplitConfig(train=train, val=val, test=test)
+
 
 NODES: dict[tuple[str, str], Any] = {
     ("trainer", "default"): TrainerConfig,
+    ("post_fit", "default"): PostFitConfig,
     ("logger", "mlflow"): LoggerConfig,
-    ("logger", "none"): NO_LOGGER,
+    # no tracking; outputs (metrics.json, checkpoint) still go to the run folder
+    ("logger", "none"): LoggerConfig(enabled=False, tracking_uri=None, log_model=False),
+    ("split", "default"): SplitConfig,
+    # the reference study's splits: all data pooled, cut train/test, no validation
+    ("split", "70-30"): split_preset(0.7, 0.0, 0.3),
+    ("split", "80-20"): split_preset(0.8, 0.0, 0.2),
+    ("split", "90-10"): split_preset(0.9, 0.0, 0.1),
+    # the dataset's own test set, its training set split 75/25 into train/validation
+    ("split", "val25"): split_preset(0.75, 0.25, 0.0),
+    ("augment", "none"): AugmentConfig,
+    # small random shifts and rotations, per training batch (vectorised NumPy, seeded)
+    ("augment", "light"): AugmentConfig(
+        steps={"shift": {"max_pixels": 2}, "rotate": {"max_degrees": 10}}
+    ),
+    # rotation + scale + shift in one resampling pass, then elastic distortion (Simard)
+    ("augment", "strong"): AugmentConfig(
+        steps={
+            "affine": {"max_degrees": 12, "max_pixels": 2, "min_scale": 0.9, "max_scale": 1.1},
+            "elastic": {"alpha": 34, "sigma": 4},
+        }
+    ),
+    ("probe", "default"): probe_node(),
 }

@@ -45,9 +45,12 @@ class Splits:
 
 
 def split_dataset(
-    dataset: Dataset, train: float = 1.0, val: float = 0.0, test: float = 0.0, seed: int = 0
+    dataset: Dataset, /, train: float = 0.9, val: float = 0.1, test: float = 0.0, seed: int = 0
 ) -> Splits:
     """Split ``dataset`` into train/val/test by fractions (see the module docstring).
+
+    The defaults (the dataset's own test set, its training set split 90/10 into train and
+    validation) are also the config's ``split`` defaults (``toolkit.app.schemas``).
 
     Args:
         dataset: the data to split; its arrays are not modified.

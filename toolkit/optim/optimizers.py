@@ -1,5 +1,8 @@
 """SGD (momentum, Nesterov), RMSprop, Adam and AdamW with PyTorch's update rules.
 
+Presets (``adamw``, ``sgd_momentum``) are registered with ``optimizers.preset``: an entry
+with other defaults, built and configured like the others.
+
 Each update is written with in-place ufuncs into per-parameter state so a step allocates
 almost nothing; all arithmetic stays in the parameter's dtype.
 """
@@ -87,9 +90,8 @@ class RMSprop(Optimizer):
 @optimizers.register("adam")
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction; ``weight_decay`` is an L2 term added to the
-    gradient (use ``adamw`` for decoupled decay)."""
-
-    decoupled = False
+    gradient, or with ``decoupled`` a decay of the weights themselves (AdamW: the
+    ``adamw`` preset)."""
 
     def __init__(
         self,
@@ -100,8 +102,10 @@ class Adam(Optimizer):
         beta2: float = 0.999,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        decoupled: bool = False,
     ) -> None:
         super().__init__(model, lr=lr, weight_decay=weight_decay)
+        self.decoupled = bool(decoupled)
         check_fraction("optim.beta1", beta1)
         check_fraction("optim.beta2", beta2)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
@@ -144,20 +148,17 @@ class Adam(Optimizer):
                 state["scratch"] = np.empty_like(state["m"])
 
 
-@optimizers.register("adamw")
-class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter): p *= 1 - lr * weight_decay."""
-
-    decoupled = True
-
-    def __init__(
-        self,
-        model: Layer,
-        /,
-        lr: float = 0.001,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        eps: float = 1e-8,
-        weight_decay: float = 0.01,
-    ) -> None:
-        super().__init__(model, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+optimizers.preset(
+    "adamw",
+    "adam",
+    "AdamW (Loshchilov & Hutter): Adam with decoupled weight decay, "
+    "p *= 1 - lr * weight_decay, and PyTorch's default weight_decay=0.01.",
+    decoupled=True,
+    weight_decay=0.01,
+)
+optimizers.preset(
+    "sgd_momentum",
+    "sgd",
+    "SGD with momentum 0.9 (Polyak), the optimizers study's second optimizer.",
+    momentum=0.9,
+)
