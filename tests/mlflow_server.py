@@ -1,4 +1,10 @@
-"""A real ``mlflow server`` for tests: start it on 127.0.0.1, wait for /health, stop it."""
+"""A real ``mlflow server`` for tests: start it on 127.0.0.1, wait for /health, stop it.
+
+By default its store is a SQLite file in the given folder and clients write artifacts to
+``<folder>/artifacts`` themselves (a path they must share). With ``backend_store_uri``
+(e.g. ``postgresql://...``, see tests/postgres_server.py) and ``artifacts_destination``
+it is a shared server: ``--serve-artifacts``, so clients upload artifacts over HTTP
+(``mlflow-artifacts:/`` URIs) and need no filesystem in common with it."""
 
 import contextlib
 import os
@@ -33,23 +39,35 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 120) -> N
     raise TimeoutError(f"mlflow server at {url} did not answer /health in {timeout:.0f} s")
 
 
-def start_server(folder: Path, port: int, log=subprocess.DEVNULL) -> subprocess.Popen:
+def start_server(
+    folder: Path,
+    port: int,
+    log=subprocess.DEVNULL,
+    backend_store_uri: str | None = None,
+    artifacts_destination: Path | None = None,
+    workers: int = 1,
+) -> subprocess.Popen:
     """A server with a SQLite backend in ``folder`` (the same folder and port restart the
-    same store), answering /health when this returns."""
+    same store), or the ``backend_store_uri`` database; artifacts served from
+    ``artifacts_destination`` when given. Answers /health when this returns."""
+    store = backend_store_uri or f"sqlite:///{folder / 'server.db'}"
+    if artifacts_destination is None:
+        artifacts = ["--default-artifact-root", str(folder / "artifacts")]
+    else:
+        artifacts = ["--serve-artifacts", "--artifacts-destination", str(artifacts_destination)]
     process = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("mlflow")),
             "server",
             "--backend-store-uri",
-            f"sqlite:///{folder / 'server.db'}",
-            "--default-artifact-root",
-            str(folder / "artifacts"),
+            store,
+            *artifacts,
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
             "--workers",
-            "1",
+            str(workers),
         ],
         cwd=folder,
         stdout=log,
@@ -79,12 +97,17 @@ def stop_server(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running_server(folder: Path) -> Iterator[str]:
-    """A server (store in ``folder``, log in ``folder/server.log``) on a free port while the
-    block runs; yields its URL."""
+def running_server(
+    folder: Path,
+    backend_store_uri: str | None = None,
+    artifacts_destination: Path | None = None,
+    workers: int = 1,
+) -> Iterator[str]:
+    """A server (store in ``folder`` or ``backend_store_uri``, log in
+    ``folder/server.log``) on a free port while the block runs; yields its URL."""
     port = free_port()
     with open(folder / "server.log", "w") as log:
-        process = start_server(folder, port, log)
+        process = start_server(folder, port, log, backend_store_uri, artifacts_destination, workers)
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
