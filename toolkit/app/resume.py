@@ -1,16 +1,18 @@
-"""Find what ``trainer.resume`` points at: the last epoch checkpoint of a run, or the
-result of a sweep job that already finished.
+"""Find what ``trainer.resume`` points at, and refuse what would mix two runs.
 
-Every epoch checkpoint and job result carries the *fingerprint* of the resolved config
-(without ``trainer.resume`` itself), so ``trainer.resume=true`` picks the newest one of
-exactly this configuration under ``outputs/`` and ``multirun/``.
+Every epoch checkpoint and job result carries the *fingerprint* of the config that
+trained it (what changes the training: not ``logger``, the progress bar, the thread
+count, the data folder or ``trainer.resume`` itself) and the config's flattened values,
+so a resume of a checkpoint trained otherwise is refused with the keys that differ.
+``trainer.resume`` may be ``true`` (the newest checkpoint of exactly this config), a
+checkpoint file, a run folder, or an MLflow run id (its newest checkpoint artifact, so a
+fresh folder on another machine can continue it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +20,42 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit.registry import ConfigError
+from toolkit.track.names import RUN_ID, flatten_params
 from toolkit.track.sweep_records import RESULT_FILE, JobResult
 
 LAST_CHECKPOINT = "checkpoint_last.npz"
 SEARCH_ROOTS = ("outputs", "multirun")
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+NOT_TRAINING = ("logger", "trainer.resume", "trainer.progress", "trainer.threads",
+                "dataset.root", "dataset.download", "post_fit")  # fmt: skip
+
+
+def training_values(cfg: DictConfig) -> dict[str, str]:
+    """The config's flattened values that decide the training (see NOT_TRAINING)."""
+    values = flatten_params(OmegaConf.to_container(cfg, resolve=True))
+    return {
+        k: v
+        for k, v in values.items()
+        if not any(k == n or k.startswith(f"{n}.") for n in NOT_TRAINING)
+    }
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
-    """A short hash of the resolved config, ignoring ``trainer.resume``."""
-    values = OmegaConf.to_container(cfg, resolve=True)
-    values.get("trainer", {}).pop("resume", None)
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+    """A short hash of :func:`training_values`."""
+    text = json.dumps(training_values(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _meta(path: Path) -> dict[str, Any]:
+def differing_keys(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
+    """``key: old -> new`` for every key whose value differs (or exists on one side)."""
+    keys = sorted(set(recorded) | set(current))
+    return [
+        f"{k}: {recorded.get(k, '(none)')} -> {current.get(k, '(none)')}"
+        for k in keys
+        if recorded.get(k) != current.get(k)
+    ]
+
+
+def checkpoint_meta(path: Path) -> dict[str, Any]:
     """A checkpoint's metadata, without loading its arrays ({} if unreadable)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -42,51 +65,65 @@ def _meta(path: Path) -> dict[str, Any]:
 
 
 def _newest_first(pattern: str, roots: list[Path]) -> list[Path]:
-    found = [p for root in roots if root.is_dir() for p in root.glob(pattern)]
+    found = {p for root in roots if root.is_dir() for p in root.glob(pattern)}
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
-def find_checkpoint(resume: Any, fingerprint: str, cwd: Path, tracking_uri: str | None) -> Path:
-    """The checkpoint ``trainer.resume`` names: ``true`` (newest of this configuration),
-    a checkpoint file, a run directory, or an MLflow run id."""
-    if resume is True:
-        for path in _newest_first(f"**/{LAST_CHECKPOINT}", [cwd / r for r in SEARCH_ROOTS]):
-            if _meta(path).get("fingerprint") == fingerprint:
-                return path
-        raise ConfigError(
-            f"trainer.resume=true: no checkpoint of this configuration under "
-            f"{cwd}/outputs or {cwd}/multirun; pass trainer.resume=<run dir or checkpoint>"
-        )
-    target = Path(str(resume))
-    if target.is_file():
-        return target
-    if (target / LAST_CHECKPOINT).is_file():
-        return target / LAST_CHECKPOINT
-    if _RUN_ID.match(str(resume)) and tracking_uri:
-        return _checkpoint_of_run(str(resume), tracking_uri)
+def check_same_config(source: Path | str, meta: dict[str, Any], cfg: DictConfig) -> None:
+    """ConfigError naming the differing keys unless ``meta`` was trained with ``cfg``."""
+    if meta.get("fingerprint") == config_fingerprint(cfg):
+        return
+    recorded = meta.get("config")
+    changes = differing_keys(recorded, training_values(cfg)) if recorded else []
+    detail = "; ".join(changes[:8]) if changes else "its fingerprint differs"
     raise ConfigError(
-        f"trainer.resume={resume}: not a checkpoint, a run directory holding {LAST_CHECKPOINT}, "
-        "or an MLflow run id"
+        f"trainer.resume={source}: that checkpoint was trained with another config "
+        f"({detail}); resume with the same settings, or start from its weights with "
+        f"transfer.init_from={source}"
     )
 
 
-def _checkpoint_of_run(run_id: str, tracking_uri: str) -> Path:
-    import mlflow
+def find_checkpoint(resume: Any, cfg: DictConfig, search: list[Path], fetch_artifact=None) -> Path:
+    """The checkpoint ``trainer.resume`` names, checked to be of this config.
 
-    try:
-        run = mlflow.MlflowClient(tracking_uri).get_run(run_id)
-    except Exception as err:
-        raise ConfigError(f"trainer.resume={run_id}: no such MLflow run ({err})") from None
-    folder = Path(run.data.tags.get("toolkit.output_dir", ""))
-    if not (folder / LAST_CHECKPOINT).is_file():
-        raise ConfigError(f"trainer.resume={run_id}: its run directory {folder} has no checkpoint")
-    return folder / LAST_CHECKPOINT
+    Args:
+        resume: ``true``, a checkpoint file, a run folder, or an MLflow run id.
+        cfg: the command's config.
+        search: folders searched (recursively) for ``trainer.resume=true``.
+        fetch_artifact: ``run_id -> local checkpoint path`` for run ids (None: no store).
+    """
+    if resume is True:
+        fingerprint = config_fingerprint(cfg)
+        for path in _newest_first(f"**/{LAST_CHECKPOINT}", search):
+            if checkpoint_meta(path).get("fingerprint") == fingerprint:
+                return path
+        folders = " or ".join(str(f) for f in search)
+        raise ConfigError(
+            f"trainer.resume=true: no checkpoint of this configuration under {folders}; "
+            "pass trainer.resume=<run folder, checkpoint or MLflow run id>"
+        )
+    target = Path(str(resume))
+    if (target / LAST_CHECKPOINT).is_file():
+        target = target / LAST_CHECKPOINT
+    elif not target.is_file():
+        if not (RUN_ID.match(str(resume)) and fetch_artifact is not None):
+            raise ConfigError(
+                f"trainer.resume={resume}: not a checkpoint, a run folder holding "
+                f"{LAST_CHECKPOINT}, or an MLflow run id"
+            )
+        target = fetch_artifact(str(resume))
+    check_same_config(resume, checkpoint_meta(target), cfg)
+    return target
 
 
-def find_finished_job(fingerprint: str, cwd: Path) -> JobResult | None:
-    """The newest FINISHED sweep job result of exactly this configuration, if any."""
-    for path in _newest_first(f"*/*/*/{RESULT_FILE}", [cwd / "multirun"]):
-        result = JobResult(**json.loads(path.read_text()))
+def find_finished_job(fingerprint: str, folders: list[Path]) -> JobResult | None:
+    """The newest FINISHED sweep job result of exactly this configuration in ``folders``
+    (searched recursively), if any."""
+    for path in _newest_first(f"**/{RESULT_FILE}", folders):
+        try:
+            result = JobResult(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):  # a foreign or half-written file
+            continue
         if result.status == "FINISHED" and result.fingerprint == fingerprint:
             return result
     return None

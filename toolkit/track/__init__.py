@@ -6,3 +6,9 @@ import os
 # removes a variable from os.environ while tracking requests iterate it: parallel sweep
 # jobs then lose runs (bench/parallel_tracking.py). It sends nothing useful offline anyway.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow logs its chatter (new database tables, the uv project it found) at INFO on a
+# handler of its own; the run's console shows only its warnings.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# A server that drops mid-run should cost seconds per call, not MLflow's minutes.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")

@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from toolkit.track.mlflow_run import check_reachable, sync_pending
+from toolkit.track.metrics_log import sync_pending
+from toolkit.track.store import check_reachable
 
 
 def main() -> None:

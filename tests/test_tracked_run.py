@@ -1,4 +1,4 @@
-"""MlflowRun: a run started in the background is the same run as one started in the
+"""TrackedRun: a run started in the background is the same run as one started in the
 foreground, every MLflow call happens on the run's own thread, and a store that fails
 while the run starts surfaces at the first call that needs the run."""
 
@@ -8,18 +8,18 @@ import mlflow
 import pytest
 
 from toolkit.registry import ConfigError
-from toolkit.track.mlflow_run import MlflowRun
+from toolkit.track.tracked_run import TrackedRun
 
 
 @pytest.mark.parametrize("background", [False, True])
 def test_a_run_records_params_metrics_and_status(tmp_path, background):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = MlflowRun(uri, "study", "lr=0.1", {"toolkit.note": "x"})
+    run = TrackedRun(uri, "study", "lr=0.1", {"toolkit.note": "x"})
     run.start({"optim.lr": "0.1"}, background=background)
     run.log_metrics({"train/loss": 0.5, "val:acc": 0.9}, step=1)
     (tmp_path / "a.txt").write_text("a")
     run.log_artifact(tmp_path / "a.txt", "files")
-    run.finish()
+    run.end("FINISHED")
 
     client = mlflow.MlflowClient(uri)
     found = client.get_run(run.run_id)
@@ -33,7 +33,7 @@ def test_a_run_records_params_metrics_and_status(tmp_path, background):
 
 
 def test_mlflow_calls_run_on_the_runs_thread(tmp_path, monkeypatch):
-    run = MlflowRun(f"sqlite:///{tmp_path / 'mlflow.db'}", "study")
+    run = TrackedRun(f"sqlite:///{tmp_path / 'mlflow.db'}", "study")
     run.start({}, background=True)
     run.wait()
     threads = []
@@ -41,7 +41,7 @@ def test_mlflow_calls_run_on_the_runs_thread(tmp_path, monkeypatch):
         run.mlflow, "log_metrics", lambda *a, **k: threads.append(threading.current_thread())
     )
     run.log_metrics({"x": 1.0})
-    run.finish()
+    run.end("FINISHED")
     assert threads and threads[0] is not threading.current_thread()
     assert threads[0].name.startswith("mlflow-run")
 
@@ -49,15 +49,15 @@ def test_mlflow_calls_run_on_the_runs_thread(tmp_path, monkeypatch):
 def test_a_background_start_on_a_broken_store_fails_at_the_first_call(tmp_path):
     blocked = tmp_path / "not_a_folder"
     blocked.write_text("a file where the store's folder should be")
-    run = MlflowRun(f"sqlite:///{blocked / 'mlflow.db'}", "study")
+    run = TrackedRun(f"sqlite:///{blocked / 'mlflow.db'}", "study")
     run.start({}, background=True)  # returns: the error belongs to the run's thread
     with pytest.raises(ConfigError, match="missing or not writable"):
         run.log_metrics({"x": 1.0})
     assert run.run_id is None
-    run.fail(RuntimeError("nothing to record"))  # no run: nothing to mark, no error
+    run.end("FAILED", RuntimeError("nothing to record"))  # no run: nothing to mark, no error
 
 
 def test_a_foreground_start_on_a_broken_store_raises_at_once(tmp_path):
-    run = MlflowRun(f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}", "study")
+    run = TrackedRun(f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}", "study")
     with pytest.raises(ConfigError, match="missing or not writable"):
         run.start({})

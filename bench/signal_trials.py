@@ -1,0 +1,139 @@
+"""Signals at random moments never leave a run RUNNING, and every resumed run ends
+bit-identical to an uninterrupted one.
+
+    uv run python bench/signal_trials.py --trials 10            # single runs, SIGINT+SIGTERM
+    uv run python bench/signal_trials.py --trials 3 --sweep     # a joblib sweep
+
+Each trial starts the command in a fresh folder, sends the signal after a random delay
+(anywhere from start-up to the final artifact logging), checks that no MLflow run is left
+RUNNING and the exit code, then runs the resume command the toolkit printed and compares
+the final metrics and weights with those of an uninterrupted run of the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RUN = [
+    "+model=mlp",
+    "dataset=spirals",
+    "dataset.n_per_class=1500",
+    "model.activation=relu",
+    "model.hidden_sizes=[16]",
+    "trainer.epochs=8",
+    "trainer.batch_size=16",
+    "trainer.progress=false",
+    "logger.log_model=false",
+]
+SWEEP = ["-m", *RUN, "seed=0,1,2,3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+
+
+def toolkit(args: list[str], folder: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "toolkit", *args],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def results(folder: Path) -> dict[str, tuple[str, str]]:
+    """Each finished run folder's (metrics.json, hash of its weights), keyed by its seed."""
+    found = {}
+    for metrics in folder.glob("**/metrics.json"):
+        config = (metrics.parent / "config_resolved.yaml").read_text()
+        seed = next(line for line in config.splitlines() if line.startswith("seed:"))
+        with np.load(metrics.parent / "checkpoint.npz", allow_pickle=False) as archive:
+            digest = hashlib.md5(
+                b"".join(
+                    archive[k].tobytes() for k in sorted(archive.files) if k.startswith("param/")
+                )
+            )
+        found[seed] = (metrics.read_text(), digest.hexdigest())
+    return found
+
+
+def run_statuses(folder: Path) -> list[str]:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return [r.info.status for r in client.search_runs(ids)] if ids else []
+
+
+def trial(args: list[str], signum: int, delay: float, reference: dict) -> str:
+    with tempfile.TemporaryDirectory(prefix="signal-") as name:
+        folder = Path(name)
+        process = toolkit(args, folder)
+        time.sleep(delay)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=600)
+        statuses = run_statuses(folder) if (folder / "mlflow.db").exists() else []
+        if "RUNNING" in statuses:
+            return f"FAIL: left RUNNING {statuses} (exit {process.returncode})"
+        if process.returncode == 0:
+            outcome = "finished before the signal"
+        elif process.returncode != 128 + signum:
+            return f"FAIL: exit {process.returncode}: {stderr.strip().splitlines()[-1:]}"
+        else:
+            lines = [line for line in stderr.splitlines() if "resume with: " in line]
+            if not lines:  # interrupted before any run existed: nothing to resume
+                return f"interrupted before tracking ({statuses or 'no runs'})"
+            command = shlex.split(lines[-1].split("resume with: ", 1)[1])[3:]
+            resumed = subprocess.run(
+                [sys.executable, "-m", "toolkit", *command],
+                cwd=folder,
+                capture_output=True,
+                text=True,
+            )
+            if resumed.returncode != 0:
+                return f"FAIL: resume exit {resumed.returncode}: {resumed.stderr.splitlines()[-1:]}"
+            outcome = f"resumed ({', '.join(sorted(set(statuses)))} before)"
+        if "RUNNING" in run_statuses(folder):
+            return "FAIL: a run is RUNNING after the resume"
+        got = results(folder)
+        same = all(got.get(seed) == value for seed, value in reference.items())
+        return f"{outcome}: {'bit-identical' if same else 'FAIL: differs from uninterrupted'}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--sweep", action="store_true", help="a joblib sweep instead of a run")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    command = SWEEP if args.sweep else RUN
+    with tempfile.TemporaryDirectory(prefix="reference-") as name:
+        began = time.time()
+        assert toolkit(command, Path(name)).wait() == 0
+        duration = time.time() - began
+        reference = results(Path(name))
+    print(f"uninterrupted: {duration:.1f} s, {len(reference)} runs", flush=True)
+    rng = random.Random(args.seed)
+    failures = 0
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        for i in range(args.trials):
+            delay = rng.uniform(0.2, duration)
+            outcome = trial(command, signum, delay, reference)
+            failures += outcome.startswith("FAIL") or "FAIL" in outcome
+            print(
+                f"{signal.Signals(signum).name} trial {i + 1} at {delay:.1f} s: {outcome}",
+                flush=True,
+            )
+    print(f"failures: {failures} of {2 * args.trials}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""The run lifecycle: one order of steps, tested in-process with a composed config, and
+the ends a run can come to (FINISHED, FAILED, KILLED; never RUNNING) through the command
+line: signals at any moment, resumes that continue bit-identically or are refused, runs
+started at the same instant, a broken store, a full disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from toolkit.app.cli import CONF_DIR
+from toolkit.app.config_store import register_configs
+from toolkit.app.lifecycle import run_lifecycle
+from toolkit.app.policy import RunContext, SingleRunPolicy, SweepJobPolicy
+from toolkit.app.resume import config_fingerprint, training_values
+from toolkit.track.sweep_records import JobResult
+
+SPIRALS = [
+    "+model=mlp",
+    "dataset=spirals",
+    "model.activation=relu",
+    "model.hidden_sizes=[16]",
+    "trainer.progress=false",
+    "logger.log_model=false",
+]
+
+
+def composed(*overrides: str):
+    register_configs()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def context(cfg, folder: Path, name: str = "job") -> RunContext:
+    return RunContext(
+        folder,
+        name,
+        fingerprint=config_fingerprint(cfg),
+        config_values=training_values(cfg),
+        threads=1,
+    )
+
+
+def toolkit(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+def runs(folder: Path) -> list:
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments) if experiments else []
+
+
+def weights(path: Path) -> dict[str, str]:
+    with np.load(path, allow_pickle=False) as archive:
+        return {
+            k: hashlib.md5(archive[k].tobytes()).hexdigest()
+            for k in archive.files
+            if k.startswith("param/")
+        }
+
+
+def assert_one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    return lines[0]
+
+
+# --- in-process ----------------------------------------------------------------------
+
+
+def test_the_lifecycle_runs_in_process_and_writes_every_output(tmp_path):
+    cfg = composed(*SPIRALS, "trainer.epochs=3", "logger=none")
+    objective = run_lifecycle(cfg, context(cfg, tmp_path / "run"), SingleRunPolicy())
+    assert 0.0 <= objective <= 1.0
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {
+        "metrics.json",
+        "config_resolved.yaml",
+        "checkpoint.npz",
+        "checkpoint_last.npz",
+    } <= names
+    figures = {p.name for p in (tmp_path / "run" / "figures").iterdir()}
+    assert {"learning_curves.png", "confusion_matrix.png", "decision_boundary.png"} <= figures
+
+
+def test_post_fit_figures_can_be_switched_off_and_steps_skipped(tmp_path):
+    cfg = composed(*SPIRALS, "trainer.epochs=1", "logger=none", "post_fit.figures=false")
+    run_lifecycle(cfg, context(cfg, tmp_path / "run"), SingleRunPolicy())
+    assert not (tmp_path / "run" / "figures").exists()
+    assert (tmp_path / "run" / "gradient_flow.json").is_file()  # a file, not a figure
+    cfg = composed(*SPIRALS, "trainer.epochs=1", "logger=none", "post_fit.skip=[gradient_flow]")
+    run_lifecycle(cfg, context(cfg, tmp_path / "run2"), SingleRunPolicy())
+    assert not (tmp_path / "run2" / "gradient_flow.json").exists()
+
+
+def test_an_unknown_post_fit_step_is_rejected_before_training(tmp_path, capsys):
+    cfg = composed(*SPIRALS, "logger=none", "post_fit.skip=[gradient_flo]")
+    with pytest.raises(SystemExit) as stop:
+        run_lifecycle(cfg, context(cfg, tmp_path / "run"), SingleRunPolicy())
+    assert stop.value.code == 2
+    line = assert_one_error_line(capsys.readouterr().err)
+    assert "did you mean: gradient_flow" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failing_step_fails_the_run_and_a_sweep_job_records_it(tmp_path, monkeypatch, capsys):
+    from toolkit.app import lifecycle
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("figure exploded")
+
+    monkeypatch.setattr(lifecycle, "run_steps", broken)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = composed(*SPIRALS, "trainer.epochs=1", f"logger.tracking_uri={uri}")
+    with pytest.raises(SystemExit) as stop:
+        run_lifecycle(cfg, context(cfg, tmp_path / "single"), SingleRunPolicy())
+    assert stop.value.code == 1
+    assert "RuntimeError: figure exploded (run marked FAILED)" in capsys.readouterr().err
+    value = run_lifecycle(cfg, context(cfg, tmp_path / "job"), SweepJobPolicy())
+    assert np.isnan(value)
+    result = JobResult(
+        **__import__("json").loads((tmp_path / "job" / "job_result.json").read_text())
+    )
+    assert result.status == "FAILED" and "figure exploded" in result.error
+    statuses = sorted(r.info.status for r in runs(tmp_path))
+    assert statuses == ["FAILED", "FAILED"]
+    failed = [r for r in runs(tmp_path)][0]
+    assert failed.data.tags["failure_reason"] == "RuntimeError: figure exploded"
+
+
+# --- signals and resume --------------------------------------------------------------
+
+LONG = [*SPIRALS, "dataset.n_per_class=2000", "trainer.epochs=12", "trainer.batch_size=16"]
+
+
+def start(folder: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "toolkit", *args],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_epoch(folder: Path, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while not list(folder.glob("outputs/*/*/checkpoint_last.npz")):
+        assert time.time() < deadline, "no epoch finished"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, cache_dir) -> Path:
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    done = toolkit(*LONG, "hydra.run.dir=outputs/done", cwd=folder)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return folder / "outputs" / "done"
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
+def test_a_signal_kills_the_run_which_resumes_bit_identically(
+    tmp_path, uninterrupted, signum, code
+):
+    process = start(tmp_path, *LONG)
+    wait_for_epoch(tmp_path)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr[-2000:]
+    line = assert_one_error_line(stderr)
+    assert f"interrupted by {signal.Signals(signum).name} (run KILLED); resume with:" in line
+    (killed,) = runs(tmp_path)
+    assert killed.info.status == "KILLED"
+    assert killed.data.tags["toolkit.end"] == "interrupted"
+
+    command = line.split("resume with: ", 1)[1].split()[3:]  # after "python -m toolkit"
+    resumed = toolkit(*command, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (run,) = runs(tmp_path)  # the same run, continued
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    assert "failure_reason" not in run.data.tags and run.data.tags["toolkit.end"] == "finished"
+    resumed_dir = Path(command[-1].split("=", 1)[1]).parent
+    newest = max(resumed_dir.iterdir(), key=lambda p: p.stat().st_mtime)
+    assert (newest / "metrics.json").read_text() == (uninterrupted / "metrics.json").read_text()
+    assert weights(newest / "checkpoint.npz") == weights(uninterrupted / "checkpoint.npz")
+
+
+def test_ctrl_c_before_the_first_epoch_ends_quietly(tmp_path, cache_dir):
+    process = start(tmp_path, *LONG)
+    time.sleep(1.0)  # importing, composing or building
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert all(r.info.status in ("KILLED", "FINISHED") for r in runs(tmp_path))
+
+
+def test_a_resume_with_another_config_is_refused_naming_the_keys(tmp_path, uninterrupted):
+    before = runs(tmp_path)
+    other = [a for a in LONG if not a.startswith("trainer.epochs")]
+    refused = toolkit(
+        *other, "optim=sgd", "trainer.epochs=3", f"trainer.resume={uninterrupted}", cwd=tmp_path
+    )
+    assert refused.returncode == 2
+    line = assert_one_error_line(refused.stderr)
+    assert "trained with another config" in line
+    assert "optim.name: adam -> sgd" in line and "trainer.epochs: 12 -> 3" in line
+    assert "transfer.init_from=" in line
+    assert runs(tmp_path) == before and not (tmp_path / "outputs").exists()
+
+
+def test_a_run_id_resumes_in_a_fresh_folder_from_its_artifacts(tmp_path, uninterrupted):
+    first, second = tmp_path / "machine_a", tmp_path / "machine_b"
+    first.mkdir(), second.mkdir()
+    uri = f"sqlite:///{tmp_path / 'shared.db'}"
+    process = start(first, *LONG, f"logger.tracking_uri={uri}")
+    wait_for_epoch(first)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    client = mlflow.MlflowClient(uri)
+    (killed,) = client.search_runs([client.get_experiment_by_name("toolkit").experiment_id])
+    assert killed.data.tags["toolkit.checkpoint"].startswith("resume/")
+    resumed = toolkit(
+        *LONG, f"logger.tracking_uri={uri}", f"trainer.resume={killed.info.run_id}", cwd=second
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (out,) = list((second / "outputs").glob("*/*"))
+    assert (out / "metrics.json").read_text() == (uninterrupted / "metrics.json").read_text()
+    assert weights(out / "checkpoint.npz") == weights(uninterrupted / "checkpoint.npz")
+    run = client.get_run(killed.info.run_id)
+    assert run.info.status == "FINISHED" and "toolkit.checkpoint" not in run.data.tags
+
+
+# --- concurrency and the store -------------------------------------------------------
+
+
+def test_runs_started_at_the_same_instant_in_a_fresh_folder_are_all_recorded(tmp_path, cache_dir):
+    quick = [*SPIRALS, "trainer.epochs=1"]
+    processes = [start(tmp_path, *quick) for _ in range(6)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-2000:]
+    found = runs(tmp_path)
+    assert len(found) == 6 and all(r.info.status == "FINISHED" for r in found)
+    assert len({r.data.tags["toolkit.output_dir"] for r in found}) == 6
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_half_migrated_store_is_named_with_its_repair(tmp_path, cache_dir):
+    ok = toolkit(*SPIRALS, "trainer.epochs=1", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:  # what an interrupted migration leaves
+        db.execute("DROP TABLE alembic_version")
+        db.execute("CREATE TABLE _alembic_tmp_metrics (x INTEGER)")
+    broken = toolkit(*SPIRALS, "trainer.epochs=1", cwd=tmp_path)
+    assert broken.returncode == 2
+    line = assert_one_error_line(broken.stderr)
+    assert "half-migrated" in line and "python -m toolkit.track.repair sqlite:///mlflow.db" in line
+    assert not [p for p in (tmp_path / "outputs").glob("*/*") if not (p / "metrics.json").exists()]
+
+
+def test_an_unreadable_store_file_is_named(tmp_path, cache_dir):
+    (tmp_path / "mlflow.db").write_bytes(b"this is not a database" * 100)
+    broken = toolkit(*SPIRALS, "trainer.epochs=1", cwd=tmp_path)
+    assert broken.returncode == 2
+    line = assert_one_error_line(broken.stderr)
+    assert "not a readable SQLite database" in line
+    assert (tmp_path / "mlflow.db").read_bytes() == b"this is not a database" * 100
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB filesystem (tmpfs; needs root, as in CI)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)])
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)])
+
+
+def test_a_full_disk_for_the_run_folder_fails_the_run_in_one_line(tmp_path, tiny_disk, cache_dir):
+    args = [
+        *SPIRALS,
+        "model.hidden_sizes=[256,256]",
+        "trainer.epochs=2",
+        f"hydra.run.dir={tiny_disk}/run",
+    ]
+    full = toolkit(*args, cwd=tmp_path)
+    assert full.returncode == 1, full.stderr[-2000:]
+    line = assert_one_error_line(full.stderr)
+    assert "No space left on device" in line and "(run marked FAILED)" in line
+    (run,) = runs(tmp_path)
+    assert run.info.status == "FAILED"
+
+
+def test_a_full_disk_under_the_store_keeps_the_metrics_with_the_sync_command(
+    tmp_path, tiny_disk, cache_dir
+):
+    uri = f"sqlite:///{tiny_disk}/mlflow.db"
+    args = [
+        *SPIRALS,
+        "trainer.epochs=60",
+        "logger.checkpoint_every=0",
+        f"logger.tracking_uri={uri}",
+    ]
+    full = toolkit(
+        *args,
+        "hydra.run.dir=out",
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
+    )
+    assert full.returncode == 1, full.stderr[-2000:]
+    line = assert_one_error_line(full.stderr)
+    assert "python -m toolkit.track.sync" in line
+    assert (tmp_path / "out" / "unsynced_metrics.jsonl").is_file()
+    assert (tmp_path / "out" / "metrics.json").is_file()

@@ -1,0 +1,131 @@
+"""The tracking store: check it answers, create it once under an inter-process lock, name
+what is wrong with a broken one, and open an experiment in it.
+
+MLflow creates a fresh SQLite store's schema (and runs its migrations) the first time a
+process opens it. Two processes doing that at the same instant corrupt it for good
+("table _alembic_tmp_metrics already exists"), so every process opens a SQLite store
+while holding ``<db>.lock`` (a :mod:`filelock` lock): the first one creates the schema,
+the others wait a moment and find it made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from toolkit.registry import ConfigError
+
+LOCK_TIMEOUT_S = 120.0
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(tracking_uri.removeprefix("sqlite:///")).absolute()
+
+
+def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """Fail at once, naming the URI, when the store cannot work: a SQLite file in a folder
+    that is missing or not writable, or a server (http/https) that does not answer
+    ``/health`` (instead of after MLflow's minutes of retries)."""
+    database = sqlite_path(tracking_uri)
+    if database is not None:
+        folder = database.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise ConfigError(
+                f"MLflow store {tracking_uri}: folder {folder} is missing or not writable; "
+                "set logger.tracking_uri=sqlite:///<writable folder>/mlflow.db"
+            )
+        return
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    url = f"{tracking_uri.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            pass
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(
+            f"MLflow tracking server {tracking_uri} is unreachable ({reason}); start it "
+            "(mlflow server ...) or set logger.tracking_uri"
+        ) from None
+
+
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold ``<db>.lock`` for a SQLite store (nothing for other stores)."""
+    database = sqlite_path(tracking_uri)
+    if database is None:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(f"{database}.lock", timeout=LOCK_TIMEOUT_S):
+            yield
+    except Timeout:
+        raise ConfigError(
+            f"MLflow store {tracking_uri}: another process held {database}.lock for "
+            f"{LOCK_TIMEOUT_S:.0f} s; if none is running, delete that file"
+        ) from None
+
+
+def broken_store_message(tracking_uri: str) -> str | None:
+    """What is wrong with a SQLite store MLflow cannot open, and how to repair it; None
+    when nothing known is wrong (or it is not SQLite)."""
+    database = sqlite_path(tracking_uri)
+    if database is None or not database.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as err:
+        return (
+            f"MLflow store {database} is not a readable SQLite database ({err}); move it "
+            "away (mv mlflow.db mlflow.db.broken) and run again"
+        )
+    leftovers = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
+    if leftovers or (tables and "alembic_version" not in tables):
+        what = f"table {leftovers[0]} left over" if leftovers else "no alembic_version table"
+        return (
+            f"MLflow store {database} was left half-migrated by an interrupted start ({what}); "
+            f"repair it with: python -m toolkit.track.repair {tracking_uri}"
+        )
+    return None
+
+
+def open_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None) -> str:
+    """Point MLflow at ``tracking_uri`` and return the id of experiment ``name`` (created
+    with ``tags`` if missing). Raises ConfigError, naming the URI and the fix, when the
+    store is unusable."""
+    check_reachable(tracking_uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        with store_lock(tracking_uri):
+            client = mlflow.MlflowClient(tracking_uri)
+            experiment = client.get_experiment_by_name(name)
+            if experiment is not None:
+                return experiment.experiment_id
+            try:
+                return client.create_experiment(name, tags=tags)
+            except Exception:  # created at the same moment through a server
+                return client.get_experiment_by_name(name).experiment_id
+    except ConfigError:
+        raise
+    except Exception as err:  # any backend failure: name the URI, stop before training
+        broken = broken_store_message(tracking_uri)
+        if broken:
+            raise ConfigError(broken) from None
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ConfigError(
+            f"cannot use MLflow tracking at {tracking_uri} ({type(err).__name__}: {first}); "
+            "check the store or set logger.tracking_uri"
+        ) from None
