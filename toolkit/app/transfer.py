@@ -1,56 +1,228 @@
-"""Transfer learning: start a model from another run's weights, with a new head.
+"""Transfer learning: start a model from pretrained weights, freeze some of it, and plan
+what the trainer fits.
 
-The ``transfer`` config node (options ``scratch``, ``finetune``, ``frozen``)::
+The ``transfer`` node (:class:`~toolkit.app.transfer_settings.TransferSettings`) names the
+weights (``init_from``: a toolkit checkpoint or MLflow run, torchvision's pretrained
+weights ``torchvision:resnet18``, or a ``.pth`` state_dict), whether to use them
+(``pretrained``), a new zero head (``reset_head``) and the layers that stay fixed
+(``freeze``). :func:`start_from` applies it to a built model and optimizer and returns a
+:class:`TransferPlan`: what to record in the checkpoint, and what the trainer fits. When
+the leading stages are frozen the plan fits only the rest, on their cached outputs
+(:mod:`toolkit.app.frozen_prefix`); the model's own weights are the ones trained.
 
-    init_from: <checkpoint .npz path, MLflow run id or runs:/ URI>
-    pretrained: true      # false: ignore init_from (the from-scratch baseline of a sweep)
-    freeze: [0.conv2d]    # layer paths, dotted prefixes or globs the optimizer leaves alone
-    reset_head: true      # a new output layer, zero-initialised (new label set)
-
-The weights are loaded into the model the config builds (its shapes must match the
-checkpoint's, except the head's when it is reset); frozen layers are skipped by the
-optimizer (:meth:`toolkit.optim.Optimizer.freeze`).
+Weights from torchvision bring their normalisation (ImageNet's per-channel statistics):
+data normalised otherwise is re-expressed in the weights' units, and the plan says so.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
+from toolkit.app.frozen_prefix import Augment, feature_splits, split_frozen
+from toolkit.app.transfer_settings import RUN_ID, TransferSettings
+from toolkit.data.photos import renormalize
+from toolkit.data.splits import ArrayData, Splits
+from toolkit.interop.named_state import from_torch_state
+from toolkit.interop.pretrained import is_pretrained_source, load_pretrained_weights
 from toolkit.nn.layer import Layer
+from toolkit.optim.optimizer import Optimizer, names_layer
 from toolkit.registry import ConfigError
 from toolkit.train.checkpoint import load_weights, model_arrays, read_checkpoint
 
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.npz"
+
+__all__ = [
+    "TransferPlan",
+    "TransferSettings",
+    "checkpoint_file",
+    "head_path",
+    "load_pretrained",
+    "plan_transfer",
+    "start_from",
+    "transfer_settings",
+]
 
 
 @dataclass
-class TransferSettings:
-    """The ``transfer`` config node (see the module docstring)."""
+class TransferPlan:
+    """What :func:`start_from` did, and what the trainer should fit.
 
-    init_from: str | None = None
-    pretrained: bool = True
-    freeze: list[str] = field(default_factory=list)
-    reset_head: bool = False
+    Attributes:
+        record: JSON-serialisable facts for the checkpoint's ``meta["transfer"]`` (where
+            the weights came from, the reset head, the frozen parameters, the cached
+            prefix, the normalisation adopted), or ``None`` when nothing was done.
+        model: what the trainer fits: the whole model, or the part after its frozen
+            prefix (sharing the model's layers, so the model is what trains).
+        splits: what the trainer fits, validates and tests on: the data, or the frozen
+            prefix's outputs for it.
+        augment: the trainer's training-batch hook (``augment(x, rng) -> x``): the
+            augmentation given, or it followed by the frozen prefix.
+        data: the data for everything that runs the whole model (analyses, figures,
+            predictions): the splits given, re-normalised if the weights asked for it.
+        normalization: the data's normalisation after the plan (the weights' when they
+            brought one), to store with the model.
+    """
 
-    def __post_init__(self) -> None:
-        if self.pretrained and self.init_from in (None, "???"):
+    record: dict[str, Any] | None
+    model: Layer
+    splits: Splits
+    augment: Augment | None
+    data: Splits
+    normalization: Any = None
+
+
+def transfer_settings(cfg: DictConfig) -> TransferSettings:
+    """The checked ``transfer`` node of ``cfg`` (defaults when it has none)."""
+    if "transfer" not in cfg:
+        return TransferSettings()
+    values = OmegaConf.to_container(cfg.transfer, resolve=True)
+    try:
+        return TransferSettings(**values).check()
+    except TypeError as err:
+        raise ConfigError(f"transfer: {err}") from None
+
+
+def start_from(
+    cfg: DictConfig,
+    model: Layer,
+    optimizer: Optimizer,
+    splits: Splits,
+    augment: Augment | None = None,
+    normalization: Any = None,
+    progress: bool = True,
+) -> TransferPlan:
+    """Apply ``cfg.transfer`` to the built ``model`` and its ``optimizer``: load the
+    weights (``cfg.logger.tracking_uri`` finds MLflow runs), reset the head, freeze, and
+    plan the fit (see :func:`plan_transfer`)."""
+    logger = cfg.get("logger") or {}
+    return plan_transfer(
+        transfer_settings(cfg),
+        model,
+        optimizer,
+        splits,
+        tracking_uri=logger.get("tracking_uri"),
+        augment=augment,
+        normalization=normalization,
+        threads=cfg.trainer.get("threads") if "trainer" in cfg else None,
+        progress=progress,
+    )
+
+
+def plan_transfer(
+    settings: TransferSettings,
+    model: Layer,
+    optimizer: Optimizer,
+    splits: Splits,
+    *,
+    tracking_uri: str | None = None,
+    augment: Augment | None = None,
+    normalization: Any = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> TransferPlan:
+    """Load, reset, freeze, then cut off the frozen prefix (when ``cache_frozen``).
+
+    Args:
+        settings: the checked transfer settings.
+        model, optimizer: the built model and its optimizer (frozen parameters are
+            removed from the optimizer).
+        splits: the data the job trains, validates and tests on (images).
+        tracking_uri: where MLflow run ids are looked up.
+        augment: the job's training augmentation, if any.
+        normalization: the data's ``Dataset.normalization``.
+        threads: BLAS threads for computing the cached features.
+        progress: show a progress bar while computing them.
+    """
+    record: dict[str, Any] = {}
+    check_freeze_patterns(settings.freeze, model)
+    if settings.source is not None:
+        if is_pretrained_source(settings.source):
+            adopted = load_torch_weights(model, settings.source, settings.reset_head, record)
+            if adopted is not None and adopted != _as_lists(normalization):
+                splits = renormalized(splits, normalization, adopted)
+                record["normalization"] = {"from": _as_lists(normalization), "to": adopted}
+                normalization = adopted
+        else:
+            checkpoint = checkpoint_file(settings.source, tracking_uri)
+            record["init_from"] = str(checkpoint)
+            record["reset_head"] = load_pretrained(model, checkpoint, settings.reset_head)
+    if settings.freeze:
+        record["frozen"] = optimizer.freeze(settings.freeze)
+        if not optimizer.slots:
             raise ConfigError(
-                "transfer.init_from is not set: give transfer.init_from=<checkpoint.npz path or "
-                "MLflow run id> (or transfer=scratch)"
+                f"transfer.freeze={settings.freeze} freezes every layer: nothing would train; "
+                "leave the head (e.g. fc) out of it"
+            )
+    split = split_frozen(model, optimizer) if settings.freeze and settings.cache_frozen else None
+    if split is None:
+        return TransferPlan(record or None, model, splits, augment, splits, normalization)
+    record["cached_prefix"] = split.names
+    fit_splits, hook = feature_splits(split, splits, augment, threads, progress)
+    return TransferPlan(record, split.rest, fit_splits, hook, splits, normalization)
+
+
+def check_freeze_patterns(patterns: list[str], model: Layer) -> None:
+    """A one-line ConfigError for a freeze pattern that names no layer with parameters
+    (before any weights are loaded), listing the model's stages."""
+    paths = [path for path, layer in model.named_layers() if layer.params]
+    for pattern in patterns:
+        if not any(names_layer(pattern, path) for path in paths):
+            stages = dict.fromkeys(name for name, _ in model.children())
+            raise ConfigError(
+                f"transfer.freeze: {pattern!r} names no layer with parameters; stages: "
+                f"{', '.join(stages) or ', '.join(paths)} (or layer paths as the model "
+                "summary prints them, or globs)"
             )
 
-    @property
-    def source(self) -> str | None:
-        """Where the weights come from, or ``None`` to train from scratch."""
-        return self.init_from if self.pretrained else None
+
+def load_torch_weights(
+    model: Layer, source: str, reset_head: bool, record: dict[str, Any]
+) -> list[list[float]] | None:
+    """Load torchvision's (or a ``.pth``) weights into ``model``; returns the
+    normalisation they expect (as lists), if known."""
+    weights = load_pretrained_weights(source)
+    head = head_path(model) if reset_head else None
+    from_torch_state(model, weights.state, skip=[head] if head else (), source=weights.source)
+    if head is not None:
+        for layer_path, layer in model.named_layers():
+            if layer_path == head:
+                for array in (*layer.params.values(), *layer.buffers.values()):
+                    array[...] = 0
+    record["init_from"] = weights.source
+    record["reset_head"] = head
+    if weights.image_size is not None:
+        record["pretrained_image_size"] = weights.image_size
+    return _as_lists(weights.normalization)
 
 
-def checkpoint_file(init_from: str, tracking_uri: str) -> Path:
+def renormalized(splits: Splits, source: Any, target: Any) -> Splits:
+    """The splits' images re-expressed from normalisation ``source`` to ``target``."""
+
+    def convert(data: ArrayData | None) -> ArrayData | None:
+        if data is None:
+            return None
+        if data.x.ndim != 4:
+            raise ConfigError(
+                f"pretrained image weights need image data (N, C, H, W); got {data.x.shape}"
+            )
+        return ArrayData(renormalize(data.x, source, target), data.y)
+
+    return Splits(convert(splits.train), convert(splits.val), convert(splits.test))
+
+
+def _as_lists(normalization: Any) -> Any:
+    """``(mean, std)`` with tuples as lists (JSON's form), for comparisons and records."""
+    if normalization is None:
+        return None
+    return [np.atleast_1d(np.asarray(part, dtype=float)).tolist() for part in normalization]
+
+
+def checkpoint_file(init_from: str, tracking_uri: str | None) -> Path:
     """A local checkpoint for ``init_from``: the file itself, or the ``checkpoint.npz``
     artifact of an MLflow run (a 32-hex run id or a ``runs:/<id>/<path>`` URI) downloaded
     from ``tracking_uri``."""
@@ -60,7 +232,7 @@ def checkpoint_file(init_from: str, tracking_uri: str) -> Path:
     if not (RUN_ID.match(init_from) or init_from.startswith("runs:/")):
         raise ConfigError(
             f"transfer.init_from={init_from!r} is neither a checkpoint file nor an MLflow run "
-            "id; give the path of a checkpoint.npz or a run id"
+            "id; give the path of a checkpoint.npz, a run id, torchvision:<arch> or a .pth file"
         )
     import mlflow
 

@@ -1,5 +1,8 @@
 """A :class:`~toolkit.nn.Sequential` whose children have names of their own.
 
+(Names may hold dots: a prefix or suffix cut from a plain Sequential keeps its children's
+names ``"7.dense"``, so the parameter paths stay those of the whole model.)
+
 ``NamedSequential({"conv1": ..., "bn1": ..., "layer1": ...})`` applies its layers in order
 like a Sequential, but parameter paths read ``layer1.0.conv1`` instead of
 ``2.residual_block.conv1``: the names of the equivalent PyTorch modules, so a torch
@@ -26,8 +29,8 @@ class NamedSequential(Sequential):
 
     def __init__(self, named: Mapping[str, Layer]) -> None:
         for name in named:
-            if not name or "." in name:
-                raise ConfigError(f"layer name {name!r} must be non-empty and have no '.'")
+            if not name:
+                raise ConfigError("a NamedSequential's layer names must be non-empty")
         super().__init__(list(named.values()))
         self.names = list(named)
 
