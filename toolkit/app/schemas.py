@@ -21,12 +21,11 @@ import dataclasses
 import inspect
 from typing import Any, Optional
 
-from toolkit.app.transfer_settings import CONFIG_NODES as TRANSFER_NODES
-
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit.analysis.latent_probe import ProbeSettings
 from toolkit.app.signature_nodes import node_from_signature
+from toolkit.app.transfer_settings import CONFIG_NODES as TRANSFER_NODES
 from toolkit.data import build_augmenter, split_dataset
 from toolkit.train import EarlyStopping
 
@@ -134,4 +133,5 @@ NODES: dict[tuple[str, str], Any] = {
         }
     ),
     ("probe", "default"): probe_node(),
+    **TRANSFER_NODES,  # transfer=scratch|finetune|frozen|...: toolkit.app.transfer_settings
 }
