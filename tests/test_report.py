@@ -1,5 +1,6 @@
-"""Sweep reports read back from MLflow: tables with mean ± std over seeds, the study's
-figure, artifacts on the parent run, and the ``python -m toolkit.report`` command.
+"""Sweep reports read back from MLflow: tables with mean ± std, 95% CI and Holm-corrected
+Welch tests over seeds, the study's figures, the HTML page, artifacts on the parent run,
+and the ``python -m toolkit.report`` command.
 
 The sweeps are written by hand into a temporary SQLite store exactly as a Hydra multirun
 leaves them (see toolkit.app.sweep and toolkit.app.run): a parent run tagged
@@ -9,7 +10,9 @@ and group choices as params, per-epoch metrics with step=epoch and final test/* 
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,18 +22,23 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from matplotlib.container import BarContainer
 from mlflow.entities import Metric, Param, RunTag
 
+from toolkit.analysis.report import runs as runs_module
 from toolkit.analysis.sweep_report import (
     aggregate,
     collect,
     figures,
     find_parent_run,
+    holm,
     markdown,
+    stat,
+    welch_p,
     write_report,
 )
 from toolkit.registry import ConfigError
-from toolkit.track.mlflow_run import flatten_params
+from toolkit.track.names import flatten_params
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTIVATIONS = ["relu", "sigmoid", "tanh"]
@@ -145,6 +153,22 @@ def optimizer_jobs() -> list[Job]:
     return jobs
 
 
+POOLING_ACCURACY = {"max": 0.981, "avg": 0.975}
+
+
+def pooling_jobs() -> list[Job]:
+    """One seed per configuration, the readable list param of a newer toolkit."""
+    return [
+        Job(
+            f"{pool}",
+            {"seed": 0, "model": {"pool": pool, "channels": "8,16"}},
+            {"model": "cnn"},
+            test={"test/acc": acc, "test/loss": 0.1},
+        )
+        for pool, acc in POOLING_ACCURACY.items()
+    ]
+
+
 BATCH_ACCURACY = {64: 0.975, 16: 0.981, 128: 0.970, 32: 0.979}  # logged in this order
 
 
@@ -163,7 +187,7 @@ def batch_size_jobs() -> list[Job]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> dict:
-    """A SQLite store holding three finished sweeps; their parent run ids by study."""
+    """A SQLite store holding four finished sweeps; their parent run ids by study."""
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
@@ -175,6 +199,7 @@ def store(tmp_path_factory) -> dict:
         "batch_sizes": log_sweep(
             client, root, "batch_sizes", ["trainer.batch_size", "seed"], batch_size_jobs()
         ),
+        "pooling": log_sweep(client, root, "pooling", ["model.pool"], pooling_jobs()),
     }
     return {"uri": uri, "client": client, "parents": parents, "root": root}
 
@@ -221,17 +246,105 @@ def test_unknown_names_fail_with_one_line_naming_close_matches(store):
 
 def test_activation_pairs_table_shows_mean_and_sample_std_over_seeds(store):
     report = markdown(study(store, "activation_pairs"))
-    # seeds at 95.4% -+ 0.1%: mean 95.40%, sample std sqrt(2 * 0.001**2 / 1) = 0.14%
-    assert table_row(report, "[relu, tanh]")[1] == "95.40% ± 0.14% (n=2)"
-    assert table_row(report, "[relu, tanh]")[3] == "90.00% ± 0.00% (n=2)"  # last epoch
-    # one seed failed: its finished twin alone, without a spread
-    assert table_row(report, "[sigmoid, sigmoid]")[1] == "96.10%"
-    assert table_row(report, "**[tanh, tanh]**")[1] == "**97.40% ± 0.14% (n=2)**"  # best
+    header = table_row(report, "model.activation")
+    assert header == [
+        "model.activation", "test/acc", "95% CI", "vs best (Holm p)", "test/loss", "val/acc"
+    ]  # fmt: skip
+    # seeds at 95.4% -+ 0.1%: mean 95.40%, sample std sqrt(2 * 0.001**2 / 1) = 0.14%,
+    # 95% CI 95.40% -+ t(0.975, 1) * 0.0014142 / sqrt(2) = -+ 12.706 * 0.1%
+    row = table_row(report, "relu,tanh")
+    assert row[1] == "95.40% ± 0.14% (n=2)"
+    assert row[2] == "[94.13%, 96.67%]"
+    assert row[5] == "90.00% ± 0.00% (n=2)"  # last epoch
+    # one seed failed: its finished twin alone, without a spread, CI or test
+    assert table_row(report, "sigmoid,sigmoid")[1:4] == ["96.10%", "–", "–"]
+    best = table_row(report, "**tanh,tanh**")
+    assert best[1:4] == ["**97.40% ± 0.14% (n=2)**", "**[96.13%, 98.67%]**", "**best**"]
     unfinished = report.split("## Jobs that did not finish")[1]
     assert "`model.activation=[sigmoid,sigmoid],seed=1`" in unfinished
     assert "FloatingPointError: overflow in exp" in unfinished
     assert "KeyboardInterrupt" not in unfinished  # that job finished when resumed
     assert "17 jobs finished, 1 did not" in report
+    assert "over 1-2 seeds per configuration (17 runs, 9 configurations)" in report
+    assert "(n runs)" not in report
+
+
+def bars_of(ax):
+    """The bar container of a bar chart (its ``errorbar`` is None without error bars)."""
+    return next(c for c in ax.containers if isinstance(c, BarContainer))
+
+
+def two_seed_p(t: float) -> float:
+    """Two-sided p of Welch's test between two samples of 2 with equal spread (df = 2,
+    where Student's t CDF is 1/2 + t / (2 sqrt(2 + t^2)))."""
+    return 1 - t / math.sqrt(2 + t * t)
+
+
+def test_activation_pairs_mark_the_configurations_distinguishable_from_the_best(store):
+    rows = {
+        row.config["model.activation"]: row for row in aggregate(study(store, "activation_pairs"))
+    }
+    # every pair ran seeds at mean -+ 0.1% (sample std 0.1414%): t = difference / 0.1414%
+    relu_tanh = rows[("relu", "tanh")].versus_best
+    assert relu_tanh.p == pytest.approx(two_seed_p(0.020 / 0.0014142), rel=1e-3)
+    # Holm over the 7 testable pairs: relu,tanh has the third smallest p, times 7 - 2
+    assert relu_tanh.p_holm == pytest.approx(5 * relu_tanh.p, rel=1e-9) and relu_tanh.distinct
+    distinct = {pair for pair, row in rows.items() if row.versus_best and row.versus_best.distinct}
+    assert distinct == {
+        ("relu", "relu"),
+        ("relu", "sigmoid"),
+        ("relu", "tanh"),
+        ("sigmoid", "relu"),
+    }
+    assert rows[("tanh", "sigmoid")].versus_best.p == pytest.approx(two_seed_p(1.4142), rel=1e-3)
+    assert rows[("sigmoid", "sigmoid")].versus_best is None  # one seed: not tested
+    assert rows[("tanh", "tanh")].versus_best is None and rows[("tanh", "tanh")].best
+    report = markdown(study(store, "activation_pairs"))
+    assert table_row(report, "relu,relu")[3].endswith(" †")
+    assert "†" not in table_row(report, "tanh,relu")[3]
+    assert "distinguishable (†) from 4 of 7 configurations" in report
+    assert "Holm-corrected over the 7 comparisons" in report
+
+
+def test_statistics_match_hand_computed_values():
+    three = stat([1.0, 2.0, 3.0])  # std 1, t(0.975, 2) = 4.302653
+    assert (three.mean, three.std, three.n) == (2.0, 1.0, 3)
+    assert three.ci == pytest.approx((2 - 4.302653 / math.sqrt(3), 2 + 4.302653 / math.sqrt(3)))
+    assert stat([0.5]).ci is None and stat([0.5]).std == 0.0
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+    assert math.isnan(welch_p([1.0], [1.0, 2.0]))
+    assert math.isnan(welch_p([1.0, 1.0], [2.0, 2.0]))  # no spread at all: no test
+    assert welch_p([1.0, 3.0], [11.0, 13.0]) == pytest.approx(two_seed_p(10 / math.sqrt(2)))
+
+
+def test_a_one_seed_study_draws_and_writes_no_spread(store):
+    data = study(store, "pooling")
+    report = markdown(data)
+    assert "±" not in report and "95% CI" not in report and "vs best" not in report
+    assert table_row(report, "**max**")[1] == "**98.10%**"
+    assert "One run per configuration (2 runs)" in report
+    ax = figures(data)["bars_test_acc"].axes[0]
+    assert bars_of(ax).errorbar is None  # no error bars
+    assert all("±" not in text.get_text() for text in ax.texts)
+    assert "over seeds" not in ax.get_title()
+
+
+def test_a_readable_list_param_is_a_value_pair():
+    assert runs_module.swept_value({"model.activation": "relu,tanh"}, "model.activation") == (
+        "relu",
+        "tanh",
+    )
+    assert runs_module.swept_value({"m": '["relu", "tanh"]'}, "m") == ("relu", "tanh")
+    assert runs_module.swept_value({"optim.lr": "0.01"}, "optim.lr") == "0.01"
+    assert runs_module.swept_value({"choice/optim": "adam"}, "optim") == "adam"
+
+
+def test_children_are_read_page_by_page(store, monkeypatch):
+    monkeypatch.setattr(runs_module, "PAGE_SIZE", 4)
+    data = study(store, "activation_pairs")
+    assert len(data.runs) == 19  # 18 jobs and one earlier failed attempt, over 5 pages
+    assert len({run.run_id for run in data.runs}) == 19
 
 
 def test_activation_pairs_rows_are_the_nine_pairs_in_sweep_order(store):
@@ -289,6 +402,7 @@ def test_batch_sizes_give_a_bar_per_size_in_numeric_order(store):
     assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "32", "64", "128"]
     heights = [bar.get_height() for bar in ax.patches]
     assert heights == pytest.approx([BATCH_ACCURACY[size] for size in (16, 32, 64, 128)])
+    assert bars_of(ax).errorbar is not None  # two seeds: ± std drawn
 
 
 def test_write_report_writes_markdown_and_figures_without_logging(store, tmp_path):
@@ -297,6 +411,18 @@ def test_write_report_writes_markdown_and_figures_without_logging(store, tmp_pat
     assert "![bars_test_acc](bars_test_acc.png)" in path.read_text()
     assert (tmp_path / "out" / "bars_test_acc.png").stat().st_size > 0
     assert store["client"].list_artifacts(store["parents"]["batch_sizes"], "report") == []
+
+
+def test_the_html_report_holds_the_table_and_its_figures_inline(store, tmp_path):
+    write_report(store["client"], "activation_pairs", tmp_path, log_to_parent=False)
+    page = (tmp_path / "report.html").read_text()
+    png = base64.b64encode((tmp_path / "heatmap_test_acc.png").read_bytes()).decode()
+    assert f'src="data:image/png;base64,{png}"' in page
+    assert 'src="bars_test_acc.png"' not in page  # nothing that needs a sibling file
+    assert '<tr class="best"><td class="key">tanh,tanh</td><td>97.40% ± 0.14% (n=2)</td>' in page
+    assert "<th>vs best (Holm p)</th>" in page and "p=" in page and "†" in page
+    assert "Jobs that did not finish" in page and "FloatingPointError" in page
+    assert "(n runs)" not in page
 
 
 # --- (d) the command line -----------------------------------------------------------------
@@ -347,12 +473,17 @@ def cli(store, tmp_path_factory) -> dict[str, Finished]:
 def test_cli_reports_a_study_by_experiment_name(store, cli):
     result = cli["by_name"]
     assert result.returncode == 0, result.stderr
-    assert "| [relu, tanh] | 95.40% ± 0.14% (n=2) |" in result.stdout
+    assert "| relu,tanh | 95.40% ± 0.14% (n=2) | [94.13%, 96.67%] | p=" in result.stdout
     assert "wrote pairs/heatmap_test_acc.png" in result.stderr
     assert (result.cwd / "pairs" / "report.md").read_text().startswith(result.stdout)
     client, parent = store["client"], store["parents"]["activation_pairs"]
     logged = {artifact.path for artifact in client.list_artifacts(parent, "report")}
-    assert logged == {"report/report.md", "report/heatmap_test_acc.png", "report/bars_test_acc.png"}
+    assert logged == {
+        "report/report.md",
+        "report/report.html",
+        "report/heatmap_test_acc.png",
+        "report/bars_test_acc.png",
+    }
 
 
 def test_cli_reports_a_sweep_by_parent_run_id_into_reports_experiment(store, cli):
@@ -362,7 +493,8 @@ def test_cli_reports_a_sweep_by_parent_run_id_into_reports_experiment(store, cli
     assert (result.cwd / "reports" / "optimizers" / "val_acc.png").is_file()
     client, parent = store["client"], store["parents"]["optimizers"]
     logged = {artifact.path for artifact in client.list_artifacts(parent, "report")}
-    assert {"report/report.md", "report/lr.png", "report/grad_norm_1.dense.png"} <= logged
+    assert {"report/report.md", "report/report.html", "report/lr.png"} <= logged
+    assert "report/grad_norm_1.dense.png" in logged
 
 
 @pytest.mark.parametrize(
@@ -386,7 +518,7 @@ def test_cli_error_for_a_misspelt_experiment_names_the_close_match(cli):
 def test_report_modules_import_neither_mlflow_nor_matplotlib():
     code = (
         "import sys, toolkit.report, toolkit.analysis.sweep_report;"
-        "print(sorted(m for m in ('mlflow', 'matplotlib') if m in sys.modules))"
+        "print(sorted(m for m in ('mlflow', 'matplotlib', 'scipy') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == "[]", result.stderr

@@ -1,7 +1,7 @@
 """``python -m toolkit.report <experiment or parent run id>``: a sweep's report from MLflow.
 
 Reads the sweep (an experiment's latest sweep, or the parent run given by id), writes
-``report.md`` and the study's figures into ``--out`` (default ``reports/<experiment>/``),
+``report.md``, ``report.html`` (the figures inline) and the study's figures into ``--out`` (default ``reports/<experiment>/``),
 logs them to the parent run under ``report/`` unless ``--no-log``, prints the Markdown on
 stdout and the paths written on stderr. Bad input is one ``error:`` line and exit code 2.
 
@@ -25,7 +25,7 @@ SQLITE_PREFIX = "sqlite:///"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m toolkit.report",
-        description="Write a sweep's Markdown table and figures from MLflow.",
+        description="Write a sweep's table (Markdown and HTML) and figures from MLflow.",
     )
     parser.add_argument("target", help="experiment (study) name, or a sweep's parent run id")
     parser.add_argument(
@@ -61,7 +61,7 @@ def report(args: argparse.Namespace) -> list[Path]:
     check_store(args.tracking_uri)
     import mlflow
 
-    from toolkit.analysis.sweep_report import collect, find_parent_run, log_files, write_files
+    from toolkit.analysis.report import collect, find_parent_run, log_files, write_files
 
     client = mlflow.MlflowClient(args.tracking_uri)
     study = collect(client, find_parent_run(client, args.target))
