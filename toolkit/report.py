@@ -3,7 +3,8 @@
 Reads the sweep (an experiment's latest sweep, or the parent run given by id), writes
 ``report.md``, ``report.html`` (the figures inline) and the study's figures into ``--out``
 (default ``reports/<experiment>/``), logs them to the parent run under ``report/`` unless
-``--no-log``, prints the Markdown on stdout and the paths written on stderr. Bad input is one ``error:`` line and exit code 2.
+``--no-log``, prints the Markdown on stdout and the paths written on stderr. Bad input is
+one ``error:`` line and exit code 2.
 
     python -m toolkit.report activation_pairs
     python -m toolkit.report 3f2a...e9 --tracking-uri http://localhost:5000 --no-log
