@@ -208,3 +208,99 @@ def test_unknown_torchvision_class_suggests_close_matches(tmp_path):
 def test_subset_must_be_positive():
     with pytest.raises(ConfigError, match="dataset.subset=0"):
         load_dataset("mnist", subset=0)
+
+
+def gzipped_copy(tmp_path: Path, md5sums: bool = True) -> Path:
+    """A data root holding the shared MNIST as ``MNIST/raw/*.gz`` only (as mirrors and
+    Debian ship it), with the shared ``MD5SUMS`` of the unpacked files if asked."""
+    import gzip
+
+    raw = tmp_path / "gz" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES:
+        with gzip.open(raw / f"{name}.gz", "wb", compresslevel=1) as out:
+            out.write((DATA_DIR / "MNIST" / "raw" / name).read_bytes())
+    if md5sums:
+        (raw.parent / "MD5SUMS").write_bytes((DATA_DIR / "MNIST" / "MD5SUMS").read_bytes())
+    return tmp_path / "gz"
+
+
+@needs_mnist
+def test_gzipped_raw_files_are_unpacked_without_a_download(mnist, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "cache"))
+    root = gzipped_copy(tmp_path)
+    with caplog.at_level("INFO", logger="toolkit.data"):
+        unpacked = load_dataset("mnist", root=str(root), download=False)
+    assert [r.message for r in caplog.records if "unpacked 4 .gz" in r.message]
+    assert all((root / "MNIST" / "raw" / name).is_file() for name in MNIST_FILES)
+    np.testing.assert_array_equal(unpacked.x_train, mnist.x_train)
+    np.testing.assert_array_equal(unpacked.y_test, mnist.y_test)
+
+
+@needs_mnist
+def test_a_read_only_folder_of_archives_is_unpacked_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "cache"))
+    root = gzipped_copy(tmp_path)
+    raw = root / "MNIST" / "raw"
+    # root ignores permission bits, so the read-only folder is simulated where it is asked
+    from toolkit.data import raw_files
+
+    real_access = os.access
+    monkeypatch.setattr(
+        raw_files.os, "access", lambda p, mode: False if Path(p) == raw else real_access(p, mode)
+    )
+    data = load_dataset("mnist", root=str(root), download=False, subset=60)
+    assert data.x_train.shape == (60, 1, 28, 28)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(f"{n}.gz" for n in MNIST_FILES)
+    assert len(list((tmp_path / "cache" / "unpacked").glob("*/MNIST/raw/*-ubyte"))) == 4
+
+
+@needs_mnist
+def test_unpacked_files_are_still_checked_against_their_md5(tmp_path, monkeypatch):
+    import gzip
+
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "cache"))
+    root = gzipped_copy(tmp_path)
+    labels = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    content = bytearray(gzip.decompress(labels.read_bytes()))
+    content[-1] ^= 1
+    labels.write_bytes(gzip.compress(bytes(content)))
+    with pytest.raises(ConfigError, match=r"t10k-labels-idx1-ubyte is corrupted: md5 .*MD5SUMS"):
+        load_dataset("mnist", root=str(root), download=False)
+
+    # without MD5SUMS the archives themselves are checked against torchvision's md5s (these
+    # were recompressed here, so they differ from the published archives)
+    bare = gzipped_copy(tmp_path / "bare", md5sums=False)
+    with pytest.raises(ConfigError, match=r"\.gz is corrupted: md5 .*torchvision's MNIST"):
+        load_dataset("mnist", root=str(bare), download=False)
+
+
+def test_an_unreadable_data_folder_is_one_error_line(tmp_path, monkeypatch):
+    """A folder without read permission: one line naming it (the CLI prints it as
+    ``error: ...``), not a traceback. Root reads anything, so as root the denial that an
+    ordinary user gets from listing the folder is simulated."""
+    pytest.importorskip("torchvision")
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    write_fake_mnist(root, label=1)
+    raw = root / "MNIST" / "raw"
+    raw.chmod(0o000)
+    if os.geteuid() == 0:
+        real_scandir = os.scandir
+
+        def scandir(path="."):
+            if Path(path) == raw:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_scandir(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+    try:
+        with pytest.raises(ConfigError) as err:
+            load_dataset("mnist", root=str(root), download=False)
+    finally:
+        raw.chmod(0o755)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(
+        f"data folder {root / 'MNIST'} cannot be read"
+    )
+    assert "permission denied" in message and "chmod" in message

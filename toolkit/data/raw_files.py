@@ -130,15 +130,18 @@ def unpack_archives(cls: type, root: Path, folder: Path, expected: list[str]) ->
     data root that now holds all of them (``root``, or a folder in the cache when
     ``folder`` is read-only), or ``None`` when some file has no archive either.
 
-    Each archive's md5 is checked first where torchvision lists it (``cls.resources``);
-    one line (logged) says what was unpacked where."""
+    Checksums: a file that the dataset's ``MD5SUMS`` lists is checked after unpacking
+    (by :func:`verify_checksums`, which the caller runs); any other archive is checked
+    first against torchvision's md5 of it (``cls.resources``). One line (logged) says
+    what was unpacked where."""
     missing = [name for name in expected if not (folder / name).is_file()]
     archives = [folder / f"{name}.gz" for name in missing]
     if not missing or not all(archive.is_file() for archive in archives):
         return None
+    listed = listed_files(folder.parent) | listed_files(folder)
     known = archive_md5s(cls)
-    for archive in archives:
-        if known.get(archive.name):
+    for name, archive in zip(missing, archives, strict=True):
+        if name not in listed and known.get(archive.name):
             check_md5(archive, known[archive.name], f"torchvision's {cls.__name__}.resources")
     target_root, target = root, folder
     if not os.access(folder, os.W_OK):
@@ -147,10 +150,8 @@ def unpack_archives(cls: type, root: Path, folder: Path, expected: list[str]) ->
         )
         target_root = cache_dir() / "unpacked" / key
         target = target_root / folder.relative_to(root)
-        target.mkdir(parents=True, exist_ok=True)
-        for name in expected:
-            if name not in missing and not (target / name).exists():
-                (target / name).symlink_to(folder / name)
+        mirror_files(folder.parent, target.parent, skip=set(missing))
+        mirror_files(folder, target, skip=set(missing))
     for name, archive in zip(missing, archives, strict=True):
         if (target / name).is_file():
             continue  # unpacked by an earlier run
@@ -170,3 +171,21 @@ def unpack_archives(cls: type, root: Path, folder: Path, expected: list[str]) ->
         target,
     )
     return target_root
+
+
+def listed_files(folder: Path) -> set[str]:
+    """Base names of the files ``<folder>/MD5SUMS`` lists (empty without one)."""
+    listing = folder / "MD5SUMS"
+    if not listing.is_file():
+        return set()
+    lines = [line.split(maxsplit=1) for line in listing.read_text().splitlines() if line.strip()]
+    return {os.path.basename(parts[1].strip()) for parts in lines if len(parts) == 2}
+
+
+def mirror_files(source: Path, target: Path, skip: set[str]) -> None:
+    """Symbolic links in ``target`` to the files directly in ``source`` (not ``skip``)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        link = target / path.name
+        if path.is_file() and path.name not in skip and not link.exists():
+            link.symlink_to(path)
