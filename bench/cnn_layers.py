@@ -1,15 +1,19 @@
-"""Benchmark the LeNet-style ``cnn`` (MNIST 1x28x28, float32): toolkit vs PyTorch CPU.
+"""Benchmark the LeNet-style ``cnn`` (MNIST 1x28x28, float32): where its step's time goes,
+and how it compares with PyTorch CPU.
 
-(a) per-layer forward/backward time of the toolkit model, so the slow part is visible;
-(b) one training step (forward, softmax cross-entropy, backward, Adam) side by side with
-    the same network in ``torch.nn`` on the same number of threads, alternating the two
-    in rounds so that machine noise hits both, and printing samples/s and the ratio.
+(0) the yardstick: single-core float32 GEMM GFLOP/s (512^3, and the second conv's
+    forward shape) measured on this machine at the start;
+(a) per-layer forward/backward time of the toolkit model as ``Sequential`` runs it (a
+    ReLU before a 2x2 max-pool runs inside the pool), with GFLOP/s for the GEMM layers,
+    on 1 and on 2 threads;
+(b) one training step (forward, cross-entropy, backward, Adam) side by side with the same
+    network in ``torch.nn`` (the idiomatic loop: tensors made once, ``zero_grad(set_to_
+    none=True)``), at equal threads (1 and 2), alternating rounds so that machine noise
+    hits both; samples/s, the ratio, and the step's GFLOP/s against the GEMM yardstick.
 
 Usage::
 
-    uv run python bench/cnn_layers.py [--batch 64] [--steps 40] [--rounds 5] [--threads N]
-
-``--threads`` defaults to the thread count of NumPy's BLAS; torch gets the same.
+    uv run python bench/cnn_layers.py [--batch 64] [--steps 30] [--rounds 7] [--threads 1 2]
 """
 
 from __future__ import annotations
@@ -20,61 +24,44 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from torch_twins import gemm_gflops, torch_twin  # bench/ is on sys.path
 
-from toolkit.nn.layer import Sequential
+from toolkit.nn.layer import Layer, Sequential
 from toolkit.registry import load_builtins, losses, models, optimizers
+from toolkit.train.trainer import engine_threads
 
 INPUT_SHAPE = (1, 28, 28)
 CLASSES = 10
+PAUSE_S = 0.3  # between contenders: lets spinning OpenMP/BLAS workers go idle
 
 
-def blas_threads(requested: int | None) -> int:
-    """Set (if requested) and return the number of threads NumPy's BLAS uses."""
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    if requested:
-        threadpool_limits(requested, user_api="blas")
-    return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
-
-
-def toolkit_model(hparams: dict) -> Sequential:
-    model = models.build("cnn", INPUT_SHAPE, CLASSES, **hparams)
+def toolkit_model(name: str = "cnn") -> Sequential:
+    model = models.build(name, INPUT_SHAPE, CLASSES)
     model.build(INPUT_SHAPE, np.random.default_rng(0), np.dtype(np.float32))
     model.needs_input_grad = False  # as the Trainer sets it (torch: data without grad)
     return model
 
 
-def torch_model(model: Sequential):
-    """The same network in torch.nn, with the toolkit model's initial weights."""
-    import torch
+def layer_flops(layer: Layer, batch: int) -> tuple[float, float]:
+    """(forward, backward) multiply-add FLOPs of a conv or dense layer (0 for others);
+    backward counts dL/dx only where the layer computes it."""
+    if layer.kind == "conv2d":
+        out = int(np.prod(layer.output_shape))
+        forward = 2.0 * batch * out * layer.input_shape[0] * layer.kernel_size**2
+    elif layer.kind == "dense":
+        forward = 2.0 * batch * layer.input_shape[0] * layer.units
+    else:
+        return 0.0, 0.0
+    return forward, forward * (2 if layer.needs_input_grad else 1)
 
-    modules = []
-    for layer in model.layers:
-        if layer.kind == "conv2d":
-            conv = torch.nn.Conv2d(layer.input_shape[0], layer.out_channels,
-                                   layer.kernel_size, layer.stride, layer.pad)  # fmt: skip
-            conv.weight.data = torch.from_numpy(layer.params["W"].copy())
-            conv.bias.data = torch.from_numpy(layer.params["b"].copy())
-            modules.append(conv)
-        elif layer.kind == "dense":
-            linear = torch.nn.Linear(*layer.params["W"].shape)
-            linear.weight.data = torch.from_numpy(layer.params["W"].T.copy())
-            linear.bias.data = torch.from_numpy(layer.params["b"].copy())
-            modules.append(linear)
-        else:
-            modules.append({
-                "relu": torch.nn.ReLU(),
-                "maxpool2d": torch.nn.MaxPool2d(2),
-                "avgpool2d": torch.nn.AvgPool2d(2),
-                "flatten": torch.nn.Flatten(),
-            }[layer.kind])  # fmt: skip
-    return torch.nn.Sequential(*modules)
+
+def step_flops(model: Sequential, batch: int) -> float:
+    return sum(sum(layer_flops(layer, batch)) for _, layer in model.named_layers())
 
 
 def timed(fn: Callable[[], object], repeats: int, before: Callable[[], object] = lambda: None):
     """Fastest seconds of ``fn()`` over ``repeats`` calls, each after an untimed
-    ``before()`` (and all after a warm-up): the minimum is the estimate least disturbed by
-    other processes on a busy machine."""
+    ``before()``: the minimum is the estimate least disturbed by other processes."""
     before()
     fn()
     times = []
@@ -86,32 +73,53 @@ def timed(fn: Callable[[], object], repeats: int, before: Callable[[], object] =
     return min(times)
 
 
-def layer_breakdown(model: Sequential, x: np.ndarray, repeats: int) -> None:
-    """Print each layer's forward and backward milliseconds on batch ``x``."""
-    inputs, h = [], x
-    for layer in model.layers:
-        inputs.append(h)
-        h = layer.forward(h, training=True)
-    grads, g = [], np.ones_like(h) / h.size
-    for layer in reversed(model.layers):
-        grads.append(g)
-        g = layer.backward(g)
-    grads.reverse()
+def units(model: Sequential) -> list[tuple[str, list[Layer], bool]]:
+    """(name, layers, fused) per unit of work as ``Sequential.forward`` runs them."""
+    absorbed = model._absorbed()
+    found = []
+    for i, layer in enumerate(model.layers):
+        if i in absorbed:
+            continue
+        if i - 1 in absorbed:
+            found.append((f"{i - 1}-{i}.relu+{layer.kind}", [model.layers[i - 1], layer], True))
+        else:
+            found.append((f"{i}.{layer.kind}", [layer], False))
+    return found
 
-    print(f"\n(a) per-layer time, batch {x.shape[0]} (best of {repeats}), ms")
-    print(f"{'layer':<14}{'output':<16}{'forward':>9}{'backward':>10}")
+
+def layer_breakdown(model: Sequential, x: np.ndarray, repeats: int, gemm: float) -> None:
+    """Print each unit's forward and backward milliseconds (and GFLOP/s) on batch ``x``."""
+    plan = units(model)
+    inputs, h = [], x
+    for _, layers, fused in plan:
+        inputs.append(h)
+        h = layers[-1].forward_relu(h, True) if fused else layers[0].forward(h, True)
+    grads, g = [], np.ones_like(h) / h.size
+    for _, layers, _ in reversed(plan):
+        grads.append(g)
+        g = layers[-1].backward(g)
+    grads.reverse()
+    print(f"{'unit':<22}{'output':<16}{'fwd ms':>8}{'bwd ms':>8}{'fwd GF/s':>10}{'bwd GF/s':>10}")
     total_f = total_b = 0.0
-    for i, (layer, xin, dy) in enumerate(zip(model.layers, inputs, grads, strict=True)):
-        forward = timed(lambda layer=layer, xin=xin: layer.forward(xin, training=True), repeats)
-        backward = timed(
-            lambda layer=layer, dy=dy: layer.backward(dy),
-            repeats,
-            before=lambda layer=layer, xin=xin: layer.forward(xin, training=True),
-        )
+    for (name, layers, fused), xin, dy in zip(plan, inputs, grads, strict=True):
+        last = layers[-1]
+
+        def run(last=last, xin=xin, fused=fused):
+            return last.forward_relu(xin, True) if fused else last.forward(xin, True)
+
+        forward = timed(run, repeats)
+        backward = timed(lambda last=last, dy=dy: last.backward(dy), repeats, before=run)
         total_f, total_b = total_f + forward, total_b + backward
-        name = f"{i}.{layer.kind}"
-        print(f"{name:<14}{str(layer.output_shape):<16}{forward * 1e3:9.3f}{backward * 1e3:10.3f}")
-    print(f"{'total':<30}{total_f * 1e3:9.3f}{total_b * 1e3:10.3f}")
+        flops_f, flops_b = layer_flops(last, len(x))
+        rate = f"{flops_f / forward / 1e9:10.1f}{flops_b / backward / 1e9:10.1f}" if flops_f else ""
+        shape = str(last.output_shape)
+        print(f"{name:<22}{shape:<16}{forward * 1e3:8.3f}{backward * 1e3:8.3f}{rate}")
+    flops = step_flops(model, len(x))
+    print(
+        f"{'total':<38}{total_f * 1e3:8.3f}{total_b * 1e3:8.3f}"
+        f"  ({flops / (total_f + total_b) / 1e9:.1f} GFLOP/s over the layers = "
+        f"{flops / (total_f + total_b) / 1e9 / gemm:.0%} of the GEMM yardstick)"
+    )
 
 
 def toolkit_stepper(model: Sequential, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
@@ -127,6 +135,7 @@ def toolkit_stepper(model: Sequential, x: np.ndarray, y: np.ndarray) -> Callable
 
 
 def torch_stepper(net, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
+    """The idiomatic PyTorch step on tensors made once."""
     import torch
 
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -141,62 +150,92 @@ def torch_stepper(net, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
     return step
 
 
-def side_by_side(steppers: dict[str, Callable[[], None]], batch: int, steps: int, rounds: int):
-    """Alternate ``steps`` training steps of each contender for ``rounds`` rounds; return
-    the samples/s of every round per contender."""
-    for step in steppers.values():
-        for _ in range(5):
-            step()
+def side_by_side(
+    steppers: dict[str, Callable[[], None]],
+    setup: dict[str, Callable[[], object]],
+    batch: int,
+    steps: int,
+    rounds: int,
+) -> dict[str, list[float]]:
+    """Alternate ``steps`` training steps of each contender (after its ``setup()``) for
+    ``rounds`` rounds; return the samples/s of every round per contender."""
     rates: dict[str, list[float]] = {name: [] for name in steppers}
-    for _ in range(rounds):
+    for round_ in range(rounds + 1):  # round 0 warms up
         for name, step in steppers.items():
-            start = time.perf_counter()
-            for _ in range(steps):
-                step()
-            rates[name].append(batch * steps / (time.perf_counter() - start))
+            with setup[name]():
+                time.sleep(PAUSE_S)
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                seconds = time.perf_counter() - start
+            if round_:
+                rates[name].append(batch * steps / seconds)
     return rates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=40, help="training steps per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=30, help="training steps per round")
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=30, help="timings per layer")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--skip-layers", action="store_true")
     args = parser.parse_args()
+
+    import contextlib
 
     import torch
 
     load_builtins()
-    threads = blas_threads(args.threads)
-    torch.set_num_threads(threads)
-    print(f"threads: NumPy BLAS {threads}, torch {torch.get_num_threads()}; "
-          f"numpy {np.__version__}, torch {torch.__version__}")  # fmt: skip
+    default_threads = torch.get_num_threads()
+    gemm = gemm_gflops()
+    conv_gemm = gemm_gflops(32, 145, 12544)
+    print(f"numpy {np.__version__}, torch {torch.__version__} (default threads "
+          f"{default_threads}); batch {args.batch}, float32")  # fmt: skip
+    print(f"(0) single-core float32 GEMM: {gemm:.1f} GFLOP/s (512^3), "
+          f"{conv_gemm:.1f} GFLOP/s (32x145 @ 145x12544, conv 2 forward)")  # fmt: skip
 
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, *INPUT_SHAPE), dtype=np.float32)
     y = rng.integers(0, CLASSES, args.batch)
-    model = toolkit_model({})
-    net = torch_model(model)
-    layer_breakdown(toolkit_model({}), x, args.repeats)
+    model = toolkit_model()
+    flops = step_flops(model, args.batch)
+    if not args.skip_layers:
+        for threads in args.threads:
+            print(f"\n(a) per-unit time, {threads} thread(s), best of {args.repeats}")
+            with engine_threads(threads):
+                layer_breakdown(toolkit_model(), x, args.repeats, gemm)
 
-    rates = side_by_side(
-        {"toolkit": toolkit_stepper(model, x, y), "torch": torch_stepper(net, x, y)},
-        args.batch, args.steps, args.rounds,
-    )  # fmt: skip
-    print(f"\n(b) training step (forward, cross-entropy, backward, Adam), batch {args.batch}")
-    for name, values in rates.items():
-        print(f"{name:<8} samples/s per round: " + " ".join(f"{v:7.0f}" for v in values))
-    ratios = [a / b for a, b in zip(rates["toolkit"], rates["torch"], strict=True)]
-    print("toolkit/torch per round: " + " ".join(f"{r:5.2f}" for r in ratios))
-    best = {name: max(values) for name, values in rates.items()}
-    print(
-        f"median: toolkit {statistics.median(rates['toolkit']):.0f}, "
-        f"torch {statistics.median(rates['torch']):.0f} samples/s, "
-        f"ratio {statistics.median(ratios):.2f}; best-round ratio "
-        f"{best['toolkit'] / best['torch']:.2f}"
-    )
+    @contextlib.contextmanager
+    def torch_threads(count):
+        torch.set_num_threads(count)
+        yield
+
+    for threads in args.threads:
+        steppers = {
+            "toolkit": toolkit_stepper(model, x, y),
+            "torch": torch_stepper(torch_twin(model), x, y),
+        }
+        setup = {"toolkit": lambda t=threads: engine_threads(t),
+                 "torch": lambda t=threads: torch_threads(t)}  # fmt: skip
+        rates = side_by_side(steppers, setup, args.batch, args.steps, args.rounds)
+        print(f"\n(b) training step, {threads} thread(s) each, {args.rounds} rounds of "
+              f"{args.steps} steps")  # fmt: skip
+        for name, values in rates.items():
+            print(f"{name:<8} samples/s per round: " + " ".join(f"{v:7.0f}" for v in values))
+        ratios = [a / b for a, b in zip(rates["toolkit"], rates["torch"], strict=True)]
+        print("toolkit/torch per round: " + " ".join(f"{r:5.2f}" for r in ratios))
+        best = max(rates["toolkit"])
+        step_gflops = flops * best / args.batch / 1e9
+        print(
+            f"median: toolkit {statistics.median(rates['toolkit']):.0f}, torch "
+            f"{statistics.median(rates['torch']):.0f} samples/s, ratio "
+            f"{statistics.median(ratios):.2f}; toolkit step {flops / 1e6:.0f} MFLOP at "
+            f"{step_gflops:.1f} GFLOP/s (best round) = {step_gflops / gemm:.0%} of the "
+            f"single-core GEMM"
+        )
+    torch.set_num_threads(default_threads)
 
 
 if __name__ == "__main__":

@@ -92,3 +92,19 @@ def test_mismatched_lengths_are_rejected(data):
     x, y = data
     with pytest.raises(ValueError, match="x has 103 samples but y has 102"):
         next(iterate_batches(x, y[:-1], 10, shuffle=False, rng=None))
+
+
+def test_batches_take_the_requested_float_dtype(data):
+    """A float64 model gets float64 batches (and float targets), not float32 ones."""
+    x, _ = data
+    targets = np.zeros((N, 2), dtype=np.float32)
+    for xb, yb in iterate_batches(x, targets, 16, True, np.random.default_rng(1), dtype="float64"):
+        assert xb.dtype == np.float64 and xb.flags.c_contiguous
+        assert yb.dtype == np.float64
+        np.testing.assert_array_equal(xb[:, 0, 0], np.round(xb[:, 0, 0]))  # ids, not rounded
+
+
+def test_batch_dtype_must_be_a_float_dtype(data):
+    x, y = data
+    with pytest.raises(ConfigError, match="must be a float dtype"):
+        iterate_batches(x, y, 8, shuffle=False, rng=None, dtype="int32")

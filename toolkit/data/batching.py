@@ -28,6 +28,7 @@ def iterate_batches(
     shuffle: bool,
     rng: np.random.Generator | None,
     drop_last: bool = False,
+    dtype: np.dtype | type | str = np.float32,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Batches ``(x_batch, y_batch)`` covering every sample once (one epoch); arguments are
     checked, and the permutation drawn, when called (not when first iterated).
@@ -40,10 +41,11 @@ def iterate_batches(
             in order.
         rng: the generator drawing that permutation; ``None`` uses a fresh unseeded one.
         drop_last: skip the last batch when it is smaller than ``batch_size``.
+        dtype: the float dtype of the batches, the model's (float64 for a float64 model).
 
     Returns:
-        an iterator of contiguous float32 ``x_batch`` (B, ...) and ``y_batch`` (B, ...)
-        (int labels keep their dtype, float targets become float32). Unshuffled batches
+        an iterator of contiguous ``x_batch`` (B, ...) of ``dtype`` and ``y_batch`` (B, ...)
+        (int labels keep their dtype, float targets become ``dtype``). Unshuffled batches
         are views of ``x`` and ``y`` when those already have these dtypes and are
         contiguous.
     """
@@ -51,22 +53,33 @@ def iterate_batches(
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
     order = (rng or np.random.default_rng()).permutation(len(x)) if shuffle else None
-    return _batches(x, y, batch_size, order, drop_last)
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.floating):
+        raise ConfigError(f"batch dtype={dtype} must be a float dtype (float32 or float64)")
+    return _batches(x, y, batch_size, order, drop_last, dtype)
 
 
 def _batches(
-    x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | None, drop_last: bool
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    order: np.ndarray | None,
+    drop_last: bool,
+    dtype: np.dtype,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The generator behind :func:`iterate_batches` (arguments already checked)."""
     stop = len(x) - len(x) % batch_size if drop_last else len(x)
-    y_dtype = np.float32 if np.issubdtype(y.dtype, np.floating) else y.dtype
+    y_dtype = dtype if np.issubdtype(y.dtype, np.floating) else y.dtype
+    x_cast, y_cast = x.dtype != dtype, y.dtype != y_dtype
     for start in range(0, stop, batch_size):
         if order is None:
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        else:
+        else:  # a gather is a fresh contiguous array: cast it only when the dtype differs
             index = order[start : start + batch_size]
-            xb, yb = x[index], y[index]
-        yield np.ascontiguousarray(xb, dtype=np.float32), np.ascontiguousarray(yb, dtype=y_dtype)
+            xb, yb = x.take(index, axis=0), y.take(index, axis=0)
+        xb = xb.astype(dtype) if x_cast else np.ascontiguousarray(xb)
+        yb = yb.astype(y_dtype) if y_cast else np.ascontiguousarray(yb)
+        yield xb, yb
 
 
 def _check_batch_size(batch_size: int) -> None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from toolkit.nn import parallel
 from toolkit.nn.initializers import initialize
 from toolkit.nn.layer import Layer, Shape
 from toolkit.registry import ConfigError, layers
@@ -96,8 +97,9 @@ class Conv2d(Layer):
             None if in_channels is None else positive_int(in_channels, "in_channels", "conv2d")
         )
         self.floor_mode = bool(floor_mode)
-        self._padded: np.ndarray | None = None  # (C, N, H+2p, W+2p) zero-bordered scratch
         self._cols: np.ndarray | None = None  # (C*k*k [+1], N, H', W') patches of the last x
+        self._padded: dict[int, np.ndarray] = {}  # per shard: (C, chunk, H+2p, W+2p) zeros
+        self._chunk = 1
 
     def _padding_amount(self, padding: int | str) -> int:
         if padding == "same":
@@ -158,7 +160,7 @@ class Conv2d(Layer):
         if self.bias:
             self.params["b"] = np.zeros(f, dtype=dtype)
         self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
-        self._padded = self._cols = None
+        self._cols, self._padded = None, {}
         return self.output_shape
 
     def _weight_matrix(self) -> np.ndarray:
@@ -168,83 +170,139 @@ class Conv2d(Layer):
             return weights
         return np.concatenate([weights, self.params["b"][:, None]], axis=1)
 
+
     def _scratch(self, batch: int) -> np.ndarray:
         """The ``cols`` buffer (C*k*k [+1], N, H', W') for ``batch`` samples, reused across
-        calls (its last row of ones multiplies the bias); for the sliding-window path also
-        a zero-bordered padded input (C, N, H+2p, W+2p)."""
-        c, h, w = self.input_shape
-        k, p, dtype = self.kernel_size, self.pad, self.params["W"].dtype
+        calls (its last row of ones multiplies the bias)."""
+        c = self.input_shape[0]
         _, out_h, out_w = self.output_shape
-        shape = (c * k * k + self.bias, batch, out_h, out_w)
+        shape = (c * self.kernel_size**2 + self.bias, batch, out_h, out_w)
         if self._cols is None or self._cols.shape != shape:
-            self._cols = np.empty(shape, dtype=dtype)
+            self._cols = np.empty(shape, dtype=self.params["W"].dtype)
             if self.bias:
                 self._cols[-1] = 1
-            if p and not self._shifts:
-                self._padded = np.zeros((c, batch, h + 2 * p, w + 2 * p), dtype=dtype)
         return self._cols
+
+    def _padded_scratch(self, shard: int) -> np.ndarray:
+        """Shard ``shard``'s zero-bordered input chunk (C, chunk, H+2p, W+2p) for the
+        sliding-window path (only its interior is ever written)."""
+        c, h, w = self.input_shape
+        p = self.pad
+        shape = (c, self._chunk, h + 2 * p, w + 2 * p)
+        padded = self._padded.get(shard)
+        if padded is None or padded.shape != shape:
+            self._padded[shard] = padded = np.zeros(shape, dtype=self.params["W"].dtype)
+        return padded
 
     @property
     def _shifts(self) -> bool:
         """Stride 1 with "same" padding: im2col/col2im by flat shifts."""
         return self.stride == 1 and 2 * self.pad == self.kernel_size - 1
 
+    def _shards(self, n: int) -> list[tuple[int, list[tuple[int, int]]]]:
+        """The batch dealt to ``parallel.threads()`` shards of contiguous samples, as
+        [(shard, [(start, stop)])]. (Cache-sized chunks of samples within a shard were
+        measured slower: smaller GEMMs, and an im2col recomputed or a col2im per chunk.)"""
+        ranges = parallel.shard_ranges(n, min_size=4)
+        self._chunk = max(stop - start for start, stop in ranges)
+        return [(i, [span]) for i, span in enumerate(ranges)]
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """x (N, C, H, W) -> y (N, F, H', W'), a view of channel-major memory."""
+        """x (N, C, H, W) -> y (N, F, H', W'), a view of channel-major memory.
+
+        The batch is split into ``parallel.threads()`` shards of samples, each with its
+        own im2col columns and GEMM on its own thread; every output element is computed
+        from its own sample alone, so the result does not depend on the split.
+        """
         n, c = x.shape[:2]
         k = self.kernel_size
         _, out_h, out_w = self.output_shape
         cols = self._scratch(n)
-        patches = cols[: c * k * k].reshape(c, k, k, n, out_h, out_w)
+        rows = cols.shape[0]
         by_channel = x.transpose(1, 0, 2, 3)  # (C, N, H, W), a view
-        if self._shifts:
-            im2col_shifted(by_channel, patches, self.pad)
-        else:
-            self._im2col_windows(by_channel, patches)
-        y = self._weight_matrix() @ cols.reshape(cols.shape[0], -1)  # (F, N*H'*W')
-        return y.reshape(self.out_channels, n, out_h, out_w).transpose(1, 0, 2, 3)
+        weights = self._weight_matrix()
+        y = np.empty((self.out_channels, n, out_h, out_w), dtype=cols.dtype)
+        plan = self._shards(n)
 
-    def _im2col_windows(self, x: np.ndarray, patches: np.ndarray) -> None:
-        """patches (C, k, k, N, H', W') <- strided windows of x (C, N, H, W) padded by p."""
+        def shard(index: int, _: int) -> None:
+            shard_id, chunks = plan[index]
+            for start, stop in chunks:
+                patches = cols[: c * k * k, start:stop].reshape(c, k, k, stop - start, out_h, out_w)
+                if self._shifts:
+                    im2col_shifted(by_channel[:, start:stop], patches, self.pad)
+                else:
+                    padded = self._padded_scratch(shard_id) if self.pad else None
+                    self._im2col_windows(by_channel[:, start:stop], patches, padded)
+                out = y[:, start:stop].reshape(self.out_channels, -1)
+                np.matmul(weights, cols[:, start:stop].reshape(rows, -1), out=out)
+
+        parallel.run(shard, [(i, i + 1) for i in range(len(plan))])
+        return y.transpose(1, 0, 2, 3)
+
+    def _im2col_windows(
+        self, x: np.ndarray, patches: np.ndarray, padded: np.ndarray | None
+    ) -> None:
+        """patches (C, k, k, n, H', W') <- strided windows of x (C, n, H, W) padded by p
+        (through the zero-bordered buffer ``padded``)."""
         k, s, p = self.kernel_size, self.stride, self.pad
         _, out_h, out_w = self.output_shape
         if p:
-            self._padded[:, :, p:-p, p:-p] = x
-            x = self._padded
+            padded = padded[:, : x.shape[1]]
+            padded[:, :, p:-p, p:-p] = x
+            x = padded
         windows = sliding_window_view(x, (k, k), axis=(2, 3))
         windows = windows[:, :, : s * out_h : s, : s * out_w : s]  # (C, N, H', W', k, k)
         np.copyto(patches, windows.transpose(0, 4, 5, 1, 2, 3), casting="same_kind")
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """dy (N, F, H', W') -> dx (N, C, H, W) (None unless ``needs_input_grad``); fills
-        grads["W"] (and grads["b"])."""
-        rows, n = self._cols.shape[:2]
-        f, k = self.out_channels, self.kernel_size
-        cols = self._cols.reshape(rows, -1)
-        # (F, N*H'*W'): no copy when dy is channel-major (as behind our own output)
-        dy = np.ascontiguousarray(dy.transpose(1, 0, 2, 3), dtype=cols.dtype).reshape(f, -1)
-        grad = (cols @ dy.T).T  # (F, rows); this operand order is the faster GEMM
-        taps = rows - self.bias
-        self.grads["W"][...] = grad[:, :taps].reshape(self.grads["W"].shape)
-        if self.bias:
-            self.grads["b"][...] = grad[:, taps]
-        if not self.needs_input_grad:  # first layer of a model: dL/d(data) is unused
-            return None
-        dcols = self.params["W"].reshape(f, taps).T @ dy  # (C*k*k, N*H'*W')
-        dcols = dcols.reshape(self.input_shape[0], k, k, n, *self.output_shape[1:])
-        dx = col2im_shifted(dcols, self.pad) if self._shifts else self._col2im_clipped(dcols)
-        return dx.transpose(1, 0, 2, 3)
+        grads["W"] (and grads["b"]).
 
-    def _col2im_clipped(self, dcols: np.ndarray) -> np.ndarray:
-        """dcols (C, k, k, N, H', W') -> dx (C, N, H, W): one strided add per kernel offset,
-        clipped to the unpadded input (no padded buffer, no crop)."""
-        c, n = dcols.shape[0], dcols.shape[3]
+        Sharded like :meth:`forward`: each shard's weight gradient is one GEMM over its
+        samples, and the shards' partial sums are added in shard order."""
+        rows, n = self._cols.shape[:2]
+        f, k, c = self.out_channels, self.kernel_size, self.input_shape[0]
+        taps = rows - self.bias
+        # (F, N, H', W'): no copy when dy is channel-major (as behind our own output)
+        dy = np.ascontiguousarray(dy.transpose(1, 0, 2, 3), dtype=self._cols.dtype)
+        needs_dx = self.needs_input_grad  # the first layer of a model skips dL/d(data)
+        dx = np.empty((c, n, *self.input_shape[1:]), dy.dtype) if needs_dx else None
+        w_t = self.params["W"].reshape(f, taps).T
+        plan = self._shards(n)
+
+        def shard(index: int, _: int) -> np.ndarray:
+            chunks = plan[index][1]
+            first, last = chunks[0][0], chunks[-1][1]
+            cols = self._cols[:, first:last].reshape(rows, -1)
+            grad = cols @ dy[:, first:last].reshape(f, -1).T  # (rows, F): the faster order
+            for start, stop in chunks if dx is not None else ():
+                dcols = w_t @ dy[:, start:stop].reshape(f, -1)
+                dcols = dcols.reshape(c, k, k, stop - start, *self.output_shape[1:])
+                if self._shifts:
+                    col2im_shifted(dcols, self.pad, out=dx[:, start:stop])
+                else:
+                    self._col2im_clipped(dcols, out=dx[:, start:stop])
+            return grad
+
+        partial = parallel.run(shard, [(i, i + 1) for i in range(len(plan))])
+        grad = partial[0]
+        for more in partial[1:]:  # fixed order: the same sums for the same thread count
+            grad += more
+        self.grads["W"][...] = grad[:taps].T.reshape(self.grads["W"].shape)
+        if self.bias:
+            self.grads["b"][...] = grad[taps]
+        return None if dx is None else dx.transpose(1, 0, 2, 3)
+
+    def _col2im_clipped(self, dcols: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """dcols (C, k, k, N, H', W') -> out (C, N, H, W): one strided add per kernel
+        offset, clipped to the unpadded input (no padded buffer, no crop)."""
         _, h, w = self.input_shape
         _, out_h, out_w = self.output_shape
         k, s, p = self.kernel_size, self.stride, self.pad
         rows = [tap_span(i, h, out_h, s, p) for i in range(k)]
         cols = [tap_span(j, w, out_w, s, p) for j in range(k)]
-        dx = np.zeros((c, n, h, w), dtype=dcols.dtype)
+        dx = out
+        dx[...] = 0
         for i, (out_rows, in_rows) in enumerate(rows):
             for j, (out_cols, in_cols) in enumerate(cols):
                 dx[:, :, in_rows, in_cols] += dcols[:, i, j, :, out_rows, out_cols]
@@ -292,14 +350,20 @@ def im2col_shifted(x: np.ndarray, patches: np.ndarray, pad: int) -> None:
     zero_outside(patches, pad)  # including the ends the shifted copies did not write
 
 
-def col2im_shifted(dcols: np.ndarray, pad: int) -> np.ndarray:
-    """dcols (C, k, k, N, H, W) -> dx (C, N, H, W), the adjoint of :func:`im2col_shifted`
-    (``dcols`` is overwritten: its taps outside the image are zeroed first)."""
+def col2im_shifted(dcols: np.ndarray, pad: int, out: np.ndarray | None = None) -> np.ndarray:
+    """dcols (C, k, k, N, H, W) -> dx (C, N, H, W), the adjoint of :func:`im2col_shifted`,
+    written into ``out`` when given (a (C, N, H, W) array whose N*H*W positions of each
+    channel are contiguous); ``dcols`` is overwritten: its taps outside the image are
+    zeroed first."""
     c, k, n, h, w = dcols.shape[0], dcols.shape[1], *dcols.shape[3:]
     size = n * h * w
     zero_outside(dcols, pad)
     flat = dcols.reshape(c, k, k, size)
-    dx = flat[:, pad, pad].copy()  # the centre tap covers every position
+    if out is None:
+        out = np.empty((c, n, h, w), dtype=dcols.dtype)
+    dx = out.view()
+    dx.shape = (c, size)  # raises rather than silently writing into a copy
+    np.copyto(dx, flat[:, pad, pad])  # the centre tap covers every position
     for i in range(k):
         for j in range(k):
             shift = (i - pad) * w + (j - pad)
@@ -309,4 +373,4 @@ def col2im_shifted(dcols: np.ndarray, pad: int) -> np.ndarray:
                 dx[:, shift:] += flat[:, i, j, : size - shift]
             elif shift < 0:
                 dx[:, :shift] += flat[:, i, j, -shift:]
-    return dx.reshape(c, n, h, w)
+    return out

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.nn import parallel
 from toolkit.nn.initializers import initialize
 from toolkit.nn.layer import Layer, Shape
 from toolkit.registry import ConfigError, layers
+
+#: multiply-adds (batch x in x out) below which a dense layer stays on one thread
+SHARD_MIN_MACS = 1 << 22
 
 
 @layers.register("dense")
@@ -51,18 +55,55 @@ class Dense(Layer):
             self.grads["b"] = np.zeros_like(self.params["b"])
         return shape
 
+    def _shards(self, n: int) -> list[tuple[int, int]]:
+        """Row shards of the batch for ``parallel.threads()`` threads: one when the GEMM
+        is too small for a second thread to pay for its start-up (~40 us)."""
+        if n * self.params["W"].size < SHARD_MIN_MACS:
+            return [(0, n)]
+        return parallel.shard_ranges(n, min_size=8)
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """x (N, in_features) -> y (N, units); rows of y computed on ``parallel`` shards."""
         self._x = x
-        y = x @ self.params["W"]
-        if self.bias:
-            y += self.params["b"]
+        weights, bias = self.params["W"], self.params.get("b")
+        y = np.empty((len(x), self.units), dtype=np.result_type(x, weights))
+
+        def shard(start: int, stop: int) -> None:
+            out = y[start:stop]
+            np.matmul(x[start:stop], weights, out=out)
+            if bias is not None:
+                out += bias
+
+        parallel.run(shard, self._shards(len(x)))
         return y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        np.matmul(self._x.T, dy, out=self.grads["W"])
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        """dy (N, units) -> dx (N, in_features) (None unless ``needs_input_grad``); fills
+        grads. Sharded by rows: the shards' partial dW and db are added in shard order."""
+        ranges = self._shards(len(dy))
+        if len(ranges) == 1:
+            np.matmul(self._x.T, dy, out=self.grads["W"])
+            if self.bias:
+                np.sum(dy, axis=0, out=self.grads["b"])
+            return dy @ self.params["W"].T if self.needs_input_grad else None
+        x, weights = self._x, self.params["W"]
+        dx = np.empty(x.shape, dtype=dy.dtype) if self.needs_input_grad else None
+
+        def shard(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+            if dx is not None:
+                np.matmul(dy[start:stop], weights.T, out=dx[start:stop])
+            part_b = dy[start:stop].sum(axis=0) if self.bias else None
+            return x[start:stop].T @ dy[start:stop], part_b
+
+        parts = parallel.run(shard, ranges)
+        np.copyto(self.grads["W"], parts[0][0])
+        for part_w, _ in parts[1:]:  # fixed order: the same sums for the same thread count
+            self.grads["W"] += part_w
         if self.bias:
-            np.sum(dy, axis=0, out=self.grads["b"])
-        return dy @ self.params["W"].T if self.needs_input_grad else None
+            np.copyto(self.grads["b"], parts[0][1])
+            for _, part_b in parts[1:]:
+                self.grads["b"] += part_b
+        return dx
 
     def extra_repr(self) -> str:
         return f"units={self.units}, bias={self.bias}, init={self.init!r}"

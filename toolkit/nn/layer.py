@@ -107,6 +107,8 @@ class Sequential(Layer):
         super().__init__()
         self.layers = list(layers)
         self._needs_input_grad = True
+        self._fused_key: tuple = ()
+        self._fused: frozenset[int] = frozenset()
 
     @property
     def needs_input_grad(self) -> bool:
@@ -138,15 +140,37 @@ class Sequential(Layer):
         self.output_shape = shape
         return shape
 
+    def _absorbed(self) -> frozenset[int]:
+        """Indices of layers whose work the next layer does for them: a ReLU before a
+        2x2 max-pool runs as one ``forward_relu`` (pool first, then a 4x smaller ReLU:
+        the same function and gradient). Recomputed whenever ``layers`` changes."""
+        key = tuple((id(layer), layer.output_shape) for layer in self.layers)
+        if key != self._fused_key:
+            self._fused_key = key
+            self._fused = frozenset(
+                i
+                for i, (layer, after) in enumerate(zip(self.layers, self.layers[1:], strict=False))
+                if getattr(after, "can_absorb", None) is not None
+                and after.output_shape is not None
+                and after.can_absorb(layer)
+            )
+        return self._fused
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x, training)
+        absorbed = self._absorbed()
+        for i, layer in enumerate(self.layers):
+            if i in absorbed:
+                continue
+            fused = i - 1 in absorbed
+            x = layer.forward_relu(x, training) if fused else layer.forward(x, training)
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         stop = 0 if self._needs_input_grad else (self._first_trainable() or 0)
-        for layer in reversed(self.layers[stop:]):
-            dy = layer.backward(dy)
+        absorbed = self._absorbed()
+        for i in range(len(self.layers) - 1, stop - 1, -1):
+            if i not in absorbed:  # an absorbed layer's gradient came with the next one's
+                dy = self.layers[i].backward(dy)
         return dy if self._needs_input_grad else None
 
     def __len__(self) -> int:

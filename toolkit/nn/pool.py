@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.nn import parallel
+from toolkit.nn.activations import ReLU
 from toolkit.nn.conv import positive_int
 from toolkit.nn.layer import Layer, Shape
 from toolkit.registry import layers
@@ -115,16 +117,45 @@ class MaxPool2d(_Pool2d):
         self._which = which
         return y
 
-    def _forward_pairs(self, x: np.ndarray) -> np.ndarray:
-        """2x2/2 on even sizes, in x's memory order (A, B, H, W) = (N, C, ...) or (C, N, ...)."""
+    def can_absorb(self, layer: Layer) -> bool:
+        """Whether ``self.forward(layer.forward(x))`` may run as :meth:`forward_relu`:
+        ``layer`` is a plain ReLU and this is the 2x2/2 pooling of even sizes."""
+        return type(layer) is ReLU and self._pairs
+
+    def forward_relu(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """maxpool(relu(x)) computed as relu(maxpool(x)), with a 4x smaller ReLU.
+
+        The two are the same function with the same gradient: ReLU is non-decreasing,
+        so it keeps each window's first maximum; where that maximum is <= 0 every window
+        element has a zero ReLU gradient, and the pooled ReLU's gradient is zero too.
+        :meth:`backward` then applies the ReLU's mask before routing the gradient."""
+        return self._forward_pairs(x, relu=True)
+
+    def _forward_pairs(self, x: np.ndarray, relu: bool = False) -> np.ndarray:
+        """2x2/2 on even sizes, in x's memory order (A, B, H, W) = (N, C, ...) or (C, N, ...),
+        over ``parallel.threads()`` shards of whole output rows."""
         self._perm, x = memory_order(x)
         a, b, h, w = x.shape
-        pairs = x.reshape(-1, 2)  # horizontal neighbours (left, right)
-        self._right = np.greater(pairs[:, 1], pairs[:, 0])  # ties: left
-        rows = np.maximum(pairs[:, 0], pairs[:, 1]).reshape(-1, 2, w // 2)  # (A*B*H', 2, W')
-        self._bottom = np.greater(rows[:, 1], rows[:, 0])  # ties: top
-        y = np.maximum(rows[:, 0], rows[:, 1])
-        return y.reshape(a, b, h // 2, w // 2).transpose(self._perm)
+        out_rows, half = a * b * h // 2, w // 2
+        flat = x.reshape(out_rows, 2 * w)  # one output row's two input rows per line
+        self._right = np.empty((out_rows, w), dtype=bool)  # pair (left, right): right won
+        self._bottom = np.empty((out_rows, half), dtype=bool)  # rows (top, bottom): bottom won
+        self._positive = np.empty((out_rows, half), dtype=bool) if relu else None
+        y = np.empty((out_rows, half), dtype=x.dtype)
+
+        def shard(start: int, stop: int) -> None:
+            pairs = flat[start:stop].reshape(-1, 2)  # horizontal neighbours (left, right)
+            np.greater(pairs[:, 1], pairs[:, 0], out=self._right[start:stop].reshape(-1))
+            rows = np.maximum(pairs[:, 0], pairs[:, 1]).reshape(-1, 2, half)  # ties: left
+            np.greater(rows[:, 1], rows[:, 0], out=self._bottom[start:stop])  # ties: top
+            np.maximum(rows[:, 0], rows[:, 1], out=y[start:stop])
+            if relu:
+                positive = self._positive[start:stop]
+                np.greater(y[start:stop], 0, out=positive)
+                np.multiply(y[start:stop], positive, out=y[start:stop])
+
+        parallel.run(shard, parallel.shard_ranges(out_rows, min_size=256))
+        return y.reshape(a, b, h // 2, half).transpose(self._perm)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy (N, C, H', W') -> dx (N, C, H, W), nonzero only at each window's maximum."""
@@ -144,14 +175,24 @@ class MaxPool2d(_Pool2d):
     def _backward_pairs(self, dy: np.ndarray) -> np.ndarray:
         dy = np.ascontiguousarray(dy.transpose(self._perm))
         a, b, out_h, out_w = dy.shape
-        rows = np.empty((a * b * out_h, 2, out_w), dtype=dy.dtype)
         dy = dy.reshape(-1, out_w)
-        np.multiply(dy, self._bottom, out=rows[:, 1])
-        np.subtract(dy, rows[:, 1], out=rows[:, 0])  # exact: dy - dy or dy - 0
         dx = np.empty((a, b, 2 * out_h, 2 * out_w), dtype=dy.dtype)
-        pairs, rows = dx.reshape(-1, 2), rows.reshape(-1)
-        np.multiply(rows, self._right, out=pairs[:, 1])
-        np.subtract(rows, pairs[:, 1], out=pairs[:, 0])
+        flat = dx.reshape(len(dy), 4 * out_w)
+        positive = self._positive
+
+        def shard(start: int, stop: int) -> None:
+            grad = dy[start:stop]
+            if positive is not None:  # the absorbed ReLU's gradient
+                grad = np.multiply(grad, positive[start:stop], dtype=grad.dtype)
+            rows = np.empty((stop - start, 2, out_w), dtype=dy.dtype)
+            np.multiply(grad, self._bottom[start:stop], out=rows[:, 1])
+            np.subtract(grad, rows[:, 1], out=rows[:, 0])  # exact: dy - dy or dy - 0
+            pairs, rows = flat[start:stop].reshape(-1, 2), rows.reshape(-1)
+            right = self._right[start:stop].reshape(-1)
+            np.multiply(rows, right, out=pairs[:, 1])
+            np.subtract(rows, pairs[:, 1], out=pairs[:, 0])
+
+        parallel.run(shard, parallel.shard_ranges(len(dy), min_size=256))
         return dx.transpose(self._perm)
 
 

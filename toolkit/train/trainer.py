@@ -6,12 +6,13 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from toolkit.data.batching import iterate_batches, num_batches
+from toolkit.nn import parallel
 from toolkit.nn.layer import Layer
 from toolkit.nn.losses import Loss
 from toolkit.optim.optimizer import Optimizer
@@ -28,6 +29,17 @@ def blas_threads(threads: int | None) -> contextlib.AbstractContextManager:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=threads, user_api="blas")
+
+
+@contextlib.contextmanager
+def engine_threads(threads: int | None) -> Iterator[int]:
+    """A context running the NumPy engine on ``threads`` cores (``None``: every available
+    core): layers split each batch into that many shards on worker threads
+    (:mod:`toolkit.nn.parallel`) and BLAS runs one thread per shard, so the cores are
+    never oversubscribed and OpenBLAS's spinning workers never wait on each other.
+    Yields the thread count."""
+    with blas_threads(1), parallel.using_threads(threads) as count:
+        yield count
 
 
 def _strip(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -72,9 +84,11 @@ class Trainer:
         augment: applied to each training batch, ``augment(x, rng) -> x`` (e.g. a
             :class:`toolkit.data.Augmenter`); it draws from its own generator, so turning
             it on does not change the data order.
-        threads: BLAS threads while fitting (``None``: leave the library's setting).
-            OpenBLAS threads spin while waiting for work, so on a busy machine more
-            threads can be many times slower; one thread per job is the safe choice.
+        threads: cores used while fitting and predicting (``None``: every available
+            core). Each layer splits its batch into this many shards on worker threads,
+            with BLAS at one thread per shard (see :func:`engine_threads`). Reruns with
+            the same thread count are bit-identical; another count changes results in
+            the last bits (sums over shards are taken in another order).
     """
 
     def __init__(
@@ -171,7 +185,7 @@ class Trainer:
 
     def fit(self, train: Data, val: Data | None = None) -> dict[str, list[float]]:
         """Train for ``epochs`` (or until a callback sets ``stop_training``)."""
-        with blas_threads(self.threads):
+        with engine_threads(self.threads):
             return self._fit(train, val)
 
     def _fit(self, train: Data, val: Data | None) -> dict[str, list[float]]:
@@ -203,7 +217,10 @@ class Trainer:
         norms = np.zeros(len(self._param_layers))
         bar = self._progress_bar(len(train.y))
         started = time.perf_counter()
-        for xb, yb in iterate_batches(train.x, train.y, self.batch_size, True, self.rng):
+        batches = iterate_batches(
+            train.x, train.y, self.batch_size, True, self.rng, dtype=self._dtype()
+        )
+        for xb, yb in batches:
             if self.augment is not None:
                 xb = self.augment(xb, self.augment_rng)
             output = model.forward(xb, training=True)
@@ -237,6 +254,12 @@ class Trainer:
                 logs[f"grad_norm/{path}"] = float(total / steps)
         return logs
 
+    def _dtype(self) -> np.dtype:
+        """The model's parameter dtype (float32 without parameters): batches are cast to it."""
+        for _, layer in self._param_layers:
+            return next(iter(layer.params.values())).dtype
+        return np.dtype(np.float32)
+
     def _grad_norms(self) -> np.ndarray:
         return np.array(
             [
@@ -260,10 +283,11 @@ class Trainer:
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Raw model outputs for ``x`` (N, ...) in evaluation mode, batch by batch."""
-        outputs = [
-            self.model.forward(x[i : i + batch_size], training=False)
-            for i in range(0, len(x), batch_size)
-        ]
+        with engine_threads(self.threads):
+            outputs = [
+                self.model.forward(x[i : i + batch_size], training=False)
+                for i in range(0, len(x), batch_size)
+            ]
         return np.concatenate(outputs)
 
     def evaluate(self, data: Data, prefix: str = "test") -> dict[str, float]:

@@ -1,0 +1,140 @@
+"""The engine on more than one thread (toolkit.nn.parallel): the same results as one
+thread up to float rounding, bit-identical reruns for a given thread count, the ReLU that
+a max-pool absorbs, and the Trainer training in the model's dtype."""
+
+import numpy as np
+import pytest
+
+from toolkit.data import ArrayData
+from toolkit.models import ModelSpec, build_model
+from toolkit.nn import parallel
+from toolkit.nn.activations import Activation
+from toolkit.registry import losses, optimizers
+from toolkit.train import Trainer
+
+IMAGE = (1, 12, 12)
+MODELS = {
+    "cnn": ModelSpec("cnn", IMAGE, 3, {"channels": [4, 6], "hidden": 8}),
+    "resnet": ModelSpec("resnet", IMAGE, 3, {"channels": [4, 6], "blocks": [1, 1]}),
+    "mlp": ModelSpec("mlp", IMAGE, 3, {"hidden_sizes": [512, 8], "activation": "relu"}),
+}
+
+
+def forward_backward(name: str, threads: int, dtype: str = "float64"):
+    """Output, input gradient and every parameter gradient of one training step."""
+    model = build_model(MODELS[name], seed=0, dtype=dtype)
+    x = np.random.default_rng(1).standard_normal((64, *IMAGE)).astype(dtype)
+    dy = np.random.default_rng(2).standard_normal((64, 3)).astype(dtype)
+    with parallel.using_threads(threads):
+        y = model.forward(x, training=True).copy()
+        dx = model.backward(dy)
+    grads = {
+        f"{path}/{k}": g.copy()
+        for path, layer in model.named_layers()
+        for k, g in layer.grads.items()
+    }
+    return y, dx, grads
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_two_threads_match_one_thread_up_to_rounding(name):
+    y1, dx1, grads1 = forward_backward(name, 1)
+    y2, dx2, grads2 = forward_backward(name, 2)
+    np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx2, dx1, rtol=1e-10, atol=1e-12)
+    assert grads1.keys() == grads2.keys()
+    for key in grads1:
+        np.testing.assert_allclose(grads2[key], grads1[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_reruns_on_two_threads_are_bit_identical(name):
+    first, second = forward_backward(name, 2, "float32"), forward_backward(name, 2, "float32")
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    for key in first[2]:
+        np.testing.assert_array_equal(first[2][key], second[2][key], err_msg=key)
+
+
+def test_a_relu_before_a_max_pool_is_absorbed_without_changing_anything():
+    """Sequential runs relu -> maxpool as pool -> relu: the same outputs and gradients,
+    bit for bit, as the layers one after another (ties included: constant inputs)."""
+    model = build_model(MODELS["cnn"], seed=0, dtype="float32")
+    assert model._absorbed(), "the cnn's relu -> maxpool pairs should be fused"
+    x = np.random.default_rng(1).standard_normal((16, *IMAGE)).astype(np.float32)
+    x[:4] = 0.5  # constant images: every window ties
+    dy = np.random.default_rng(2).standard_normal((16, 3)).astype(np.float32)
+    fused_y = model.forward(x, training=True).copy()
+    fused_dx = model.backward(dy).copy()
+    fused = {id(g): g.copy() for _, layer in model.named_layers() for g in layer.grads.values()}
+    h = x
+    for layer in model.layers:
+        h = layer.forward(h, training=True)
+    g = dy
+    for layer in reversed(model.layers):
+        g = layer.backward(g)
+    np.testing.assert_array_equal(fused_y, h)
+    np.testing.assert_array_equal(fused_dx, g)
+    for _, layer in model.named_layers():
+        for grad in layer.grads.values():
+            np.testing.assert_array_equal(fused[id(grad)], grad)
+
+
+def test_shard_ranges_cover_the_batch_in_order():
+    with parallel.using_threads(3):
+        assert parallel.shard_ranges(10) == [(0, 3), (3, 6), (6, 10)]
+        assert parallel.shard_ranges(10, min_size=4) == [(0, 5), (5, 10)]
+        assert parallel.run(lambda a, b: b - a, parallel.shard_ranges(7)) == [2, 2, 3]
+    assert parallel.threads() == 1
+
+
+class DtypeProbe(Activation):
+    """Identity that records the dtype of the batches it sees."""
+
+    kind = "dtype_probe"
+    seen: list = []
+
+    def forward(self, x, training=False):
+        self.seen.append(x.dtype)
+        return x
+
+
+def small_trainer(dtype: str, threads: int) -> tuple[Trainer, ArrayData]:
+    rng = np.random.default_rng(0)
+    data = ArrayData(rng.standard_normal((96, *IMAGE)).astype(np.float32), rng.integers(0, 3, 96))
+    model = build_model(MODELS["cnn"], seed=0, dtype=dtype)
+    model.layers.insert(0, DtypeProbe())
+    trainer = Trainer(
+        model,
+        losses.build("cross_entropy"),
+        optimizers.build("adam", model, lr=1e-2),
+        epochs=2,
+        batch_size=32,
+        progress=False,
+        threads=threads,
+    )
+    return trainer, data
+
+
+def test_a_float64_model_trains_on_float64_batches():
+    DtypeProbe.seen = []
+    trainer, data = small_trainer("float64", threads=1)
+    trainer.fit(data)
+    assert DtypeProbe.seen and set(DtypeProbe.seen) == {np.dtype(np.float64)}
+
+
+def test_trainer_reruns_on_two_threads_are_bit_identical():
+    histories = []
+    for _ in range(2):
+        trainer, data = small_trainer("float32", threads=2)
+        histories.append(trainer.fit(data))
+        weights = [
+            p.copy() for _, layer in trainer.model.named_layers() for p in layer.params.values()
+        ]
+        histories[-1] = (
+            {k: v for k, v in histories[-1].items() if not k.startswith("time/")},
+            weights,
+        )
+    assert histories[0][0] == histories[1][0]
+    for a, b in zip(histories[0][1], histories[1][1], strict=True):
+        np.testing.assert_array_equal(a, b)
