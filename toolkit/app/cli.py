@@ -1,24 +1,25 @@
 """The command line: ``python -m toolkit +model=mlp optim=adam`` (Hydra).
 
 Plugins load and registry entries become config options before Hydra composes; each
-job (also inside launcher worker processes) loads them again, idempotently.
+job (also inside launcher worker processes) loads them again, idempotently. Then the
+pre-check composes the job once, as Hydra will, so that bad input stops with one
+``error:`` line before Hydra creates a folder or a run.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from toolkit.app.config_store import register_configs
-from toolkit.app.overrides import check_composition, check_group_overrides
+from toolkit.app.command_line import parse
+from toolkit.app.composition import check_composition
+from toolkit.app.config_store import CONF_DIR, register_configs
+from toolkit.app.overrides import check_group_overrides
 from toolkit.registry import ConfigError, load_plugins
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-_MULTIRUN = {"-m", "--multirun"}
-_NO_PRECHECK = {"-h", "--help", "--hydra-help", "--info", "-c", "--cfg"}
+__all__ = ["CONF_DIR", "main"]
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -29,15 +30,19 @@ def hydra_entry(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """Load plugins, register configs, check the overrides, then hand over to Hydra."""
+    """Load plugins, register configs, check the command line, then hand over to Hydra.
+
+    ``--help`` works even when a plugin is broken: it lists what failed to load.
+    """
     import toolkit.track  # noqa: F401  (MLflow settings that launcher workers inherit)
 
+    line = parse(sys.argv[1:])
     try:
-        load_plugins()
+        load_plugins(strict=not line.help)
         register_configs()
-        check_group_overrides(sys.argv[1:], CONF_DIR)
-        if not _NO_PRECHECK & set(sys.argv[1:]):
-            check_composition(sys.argv[1:], CONF_DIR, multirun=bool(_MULTIRUN & set(sys.argv)))
+        check_group_overrides(line.overrides, line.config_dirs(CONF_DIR))
+        if line.composes_a_job:
+            check_composition(line, CONF_DIR)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -10,12 +10,15 @@ part of the config.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 
 from toolkit.app.schemas import NODES
 from toolkit.app.signature_nodes import node_from_signature
-from toolkit.registry import REGISTRIES, Registry
+from toolkit.registry import PLUGIN_FAILURES, REGISTRIES, Registry
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # shipped inside the package
 
 
 def config_node(registry: Registry, name: str) -> type:
@@ -25,15 +28,33 @@ def config_node(registry: Registry, name: str) -> type:
     return node_from_signature(registry.get(name), class_name, first=first)
 
 
+ARCHITECTURE_GROUP = "architecture"  # every model's bare node, extended by its recipe
+
+
+def recipe_files(conf_dir: Path = CONF_DIR) -> dict[str, Path]:
+    """Model recipes: ``conf/model/<name>.yaml`` (``+model=<name>`` composes it)."""
+    return {path.stem: path for path in sorted((conf_dir / "model").glob("*.yaml"))}
+
+
 def register_configs() -> None:
-    """Store a node for every entry of every registry that has a config group, and the
-    typed ``trainer`` and ``logger`` nodes."""
+    """Store a node for every entry of every registry that has a config group, the typed
+    nodes of :mod:`toolkit.app.schemas` and the help.
+
+    Models are stored twice: as ``architecture/<name>`` (the builder's signature) and as
+    ``model/<name>``, unless ``conf/model/<name>.yaml`` is the model's recipe, which
+    extends ``architecture/<name>`` with its training settings."""
     store = ConfigStore.instance()
+    recipes = recipe_files()
     for registry in REGISTRIES.values():
         if registry.group is None:
             continue
         for name in registry.names():
-            store.store(group=registry.group, name=name, node=config_node(registry, name))
+            node = config_node(registry, name)
+            if registry.group == "model":
+                store.store(group=ARCHITECTURE_GROUP, name=name, node=node)
+                if name in recipes:
+                    continue
+            store.store(group=registry.group, name=name, node=node)
     for (group, name), node in NODES.items():
         store.store(group=group, name=name, node=node)
     store.store(group="hydra/help", name="toolkit", node=help_config())
@@ -45,6 +66,50 @@ def registry_listing() -> str:
         f"  {registry.kind + ':':<13} {', '.join(registry.names())}"
         for registry in REGISTRIES.values()
     )
+
+
+def recipe_settings(path: Path) -> str:
+    """What a recipe file sets, as overrides: ``schedule=cosine model.dropout=0.1 ...``."""
+    import yaml
+
+    content = yaml.safe_load(path.read_text()) or {}
+    settings = []
+    for entry in content.pop("defaults", []):
+        if isinstance(entry, dict):
+            for key, value in entry.items():
+                if key.startswith("override "):
+                    settings.append(f"{key.removeprefix('override ').lstrip('/')}={value}")
+    content.pop("recipe", None)
+
+    def flat(node: object, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                flat(value, f"{prefix}{key}.")
+        else:
+            value = "[" + ",".join(map(str, node)) + "]" if isinstance(node, list) else node
+            settings.append(f"{prefix[:-1]}={value}")
+
+    flat(content, "")
+    return " ".join(settings)
+
+
+def recipe_listing() -> str:
+    return "\n".join(
+        f"  {name + ':':<17} {recipe_settings(path)}" for name, path in recipe_files().items()
+    )
+
+
+def _literal(text: str) -> str:
+    """``text`` safe inside Hydra's help template (string.Template, OmegaConf)."""
+    return text.replace("${", "$ {").replace("$", "$$")
+
+
+def failure_listing() -> str:
+    """The plugins that failed to load, if any, as a help section."""
+    if not PLUGIN_FAILURES:
+        return ""
+    lines = "\n".join(f"  {_literal(str(failure))}" for failure in PLUGIN_FAILURES)
+    return f"== Plugins that failed to load (not registered) ==\n{lines}\n\n"
 
 
 def help_config() -> dict[str, str]:
@@ -61,6 +126,9 @@ def help_config() -> dict[str, str]:
         "$APP_CONFIG_GROUPS\n\n"
         "== Registered components (choose by name, e.g. model.activation=tanh) ==\n"
         f"{registry_listing()}\n\n"
+        "== Model recipes (what +model=NAME sets; the command line overrides any of it) ==\n"
+        f"{recipe_listing()}\n\n"
+        f"{failure_listing()}"
         "== Config ==\n$CONFIG\n"
         "${hydra.help.footer}"
     )
