@@ -187,7 +187,7 @@ def test_misclassified_grid_with_no_errors_says_so():
 
 def test_filters_figure_has_one_image_per_filter_on_a_symmetric_scale():
     weights = np.random.default_rng(0).normal(size=(6, 3, 5, 5))
-    fig = viz.filters_figure(weights)
+    fig = viz.filters_figure(weights, rgb=False)  # 3 input channels draw as RGB by default
     *filters, colorbar = fig.axes
     assert len(filters) == 6 and colorbar.get_ylabel() == "weight"
     low, high = filters[0].images[0].get_clim()

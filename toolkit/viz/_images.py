@@ -1,18 +1,25 @@
 """Image-grid layout shared by the image figures (private).
 
-Images arrive NCHW (or NHW for one channel) in any float range; they are shown on one
-common [0, 1] scale so that brightness differences between images stay visible.
+Images arrive NCHW (or NHW for one channel) in any float range. Given the dataset's
+normalisation ``(mean, std)`` (scalars or one per channel, of pixels scaled to [0, 1]) they
+are de-normalised to their true colours; otherwise they are shown on one common [0, 1]
+scale so that brightness differences between images stay visible. Three channels are
+drawn as RGB.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from toolkit.viz._axes import new_figure
+
+Normalization = tuple[float | Sequence[float], float | Sequence[float]]
+"""``(mean, std)`` a dataset standardised its [0, 1] pixels with (``Dataset.normalization``)."""
 
 CELL_INCHES = 1.3
 """Side of one image cell, in inches."""
@@ -50,12 +57,43 @@ def remove_unused(fig: Figure, axes: np.ndarray, used: int) -> None:
         fig.delaxes(ax)
 
 
-def to_display(images: np.ndarray) -> np.ndarray:
+def to_display(images: np.ndarray, normalization: Normalization | None = None) -> np.ndarray:
     """(N, H, W) or (N, C, H, W) with C in {1, 3} -> (N, H, W) or (N, H, W, 3) in [0, 1].
 
-    The whole batch is min-max scaled together; a constant batch becomes zeros.
+    With ``normalization`` the images are de-normalised (``x * std + mean``, per channel
+    when given per channel) and clipped to [0, 1]; without, the whole batch is min-max
+    scaled together (a constant batch becomes zeros).
     """
     images = np.asarray(images, dtype=np.float64)
+    if normalization is not None:
+        return np.clip(_denormalize(images, normalization), 0.0, 1.0)
+    return _min_max(_channels_last(images))
+
+
+def _denormalize(images: np.ndarray, normalization: Normalization) -> np.ndarray:
+    shown = _channels_last(images)
+    channels = shown.shape[-1] if shown.ndim == 4 else 1
+    mean, std = (np.asarray(v, dtype=np.float64).reshape(-1) for v in normalization)
+    for name, values in (("means", mean), ("stds", std)):
+        if values.size not in (1, channels):
+            raise ValueError(f"normalization has {values.size} {name} for {channels} channels")
+    return shown * std[0] + mean[0] if shown.ndim == 3 else shown * std + mean
+
+
+def class_name(label: int, class_names: Sequence[str] | None) -> str:
+    """``class_names[label]`` when known (and in range), else the id as text."""
+    if class_names is not None and 0 <= int(label) < len(class_names):
+        return str(class_names[int(label)])
+    return str(label)
+
+
+def _min_max(images: np.ndarray) -> np.ndarray:
+    low, high = images.min(), images.max()
+    return (images - low) / (high - low) if high > low else np.zeros_like(images)
+
+
+def _channels_last(images: np.ndarray) -> np.ndarray:
+    """(N, 1, H, W) -> (N, H, W); (N, 3, H, W) -> (N, H, W, 3); (N, H, W) unchanged."""
     if images.ndim == 4:
         channels = images.shape[1]
         if channels == 1:
@@ -66,8 +104,7 @@ def to_display(images: np.ndarray) -> np.ndarray:
             raise ValueError(f"can show 1 or 3 channels, got {channels} (shape {images.shape})")
     elif images.ndim != 3:
         raise ValueError(f"images must be (N, H, W) or (N, C, H, W), got shape {images.shape}")
-    low, high = images.min(), images.max()
-    return (images - low) / (high - low) if high > low else np.zeros_like(images)
+    return images
 
 
 def show(ax: Axes, image: np.ndarray) -> None:

@@ -56,17 +56,20 @@ def image_grid(
     titles: Sequence[str] | None = None,
     ncols: int | None = None,
     title: str | None = None,
+    normalization: _images.Normalization | None = None,
 ) -> Figure:
     """Images in a grid, e.g. augmented samples.
 
     Args:
-        images: (N, H, W) or (N, C, H, W) with C in {1, 3}, any float range (all images
-            share one min-max scale, so brightness changes stay visible).
+        images: (N, H, W) or (N, C, H, W) with C in {1, 3} (3 is drawn as RGB).
         titles: N short captions, one per image.
         ncols: columns of the grid; defaults to a near-square layout.
         title: the figure's suptitle.
+        normalization: the dataset's ``(mean, std)`` (scalars or per channel, of [0, 1]
+            pixels): images are de-normalised to their true colours. None: all images
+            share one min-max scale, so brightness changes stay visible.
     """
-    shown = _images.to_display(images)
+    shown = _images.to_display(images, normalization)
     if titles is not None and len(titles) != len(shown):
         raise ValueError(f"{len(titles)} titles for {len(shown)} images")
     fig, axes = _images.grid_figure(*_images.grid_shape(len(shown), ncols))
@@ -86,16 +89,22 @@ def misclassified_grid(
     pred: np.ndarray,
     probs: np.ndarray | None = None,
     max_images: int = 25,
+    class_names: Sequence[str] | None = None,
+    normalization: _images.Normalization | None = None,
 ) -> Figure:
-    """The first ``max_images`` misclassified images, captioned "pred 3 (0.87) / true 5".
+    """The first ``max_images`` misclassified images, captioned "pred Sneaker (0.87)" over
+    "true Sandal" (class ids when ``class_names`` is None: "pred 7 (0.87) / true 5").
 
     Args:
-        images: (N, H, W) or (N, C, H, W) float images.
+        images: (N, H, W) or (N, C, H, W) float images (C = 3 drawn as RGB).
         true: (N,) true class ids.
         pred: (N,) predicted class ids. Only samples with ``pred != true`` are shown, so
             the whole evaluation set or just its errors can be passed.
         probs: (N,) probability the model gave its predicted class, shown in brackets.
         max_images: most images shown.
+        class_names: one name per class id (``Dataset.class_names``).
+        normalization: the dataset's ``(mean, std)``, to show true colours (see
+            :func:`image_grid`).
     """
     true, pred = np.asarray(true), np.asarray(pred)
     wrong = np.flatnonzero(true != pred)
@@ -109,8 +118,17 @@ def misclassified_grid(
     confidence = (
         [""] * len(shown) if probs is None else [f" ({p:.2f})" for p in np.asarray(probs)[shown]]
     )
+    separator = " / " if class_names is None else "\n"
     titles = [
-        f"pred {pred[i]}{conf} / true {true[i]}" for i, conf in zip(shown, confidence, strict=True)
+        f"pred {_images.class_name(pred[i], class_names)}{conf}{separator}"
+        f"true {_images.class_name(true[i], class_names)}"
+        for i, conf in zip(shown, confidence, strict=True)
     ]
     title = f"Misclassified examples ({len(shown)} of {len(wrong)} errors in {len(true)})"
-    return image_grid(np.asarray(images)[shown], titles, ncols=min(len(shown), 5), title=title)
+    return image_grid(
+        np.asarray(images)[shown],
+        titles,
+        ncols=min(len(shown), 5),
+        title=title,
+        normalization=normalization,
+    )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -57,6 +57,7 @@ def decision_boundary(
     x: np.ndarray,
     y: np.ndarray,
     resolution: int = 200,
+    class_names: Sequence[str] | None = None,
 ) -> Figure:
     """Predicted class regions over the plane, with the data points on top (XOR, spirals).
 
@@ -65,6 +66,7 @@ def decision_boundary(
         x: (N, 2) data points; the plotted region is their bounding box plus 10 %.
         y: (N,) true class labels.
         resolution: grid points per axis (``resolution**2`` points go through ``predict``).
+        class_names: one name per class id for the legend (else "class <id>").
 
     The title gives the accuracy of ``predict`` on the N points.
     """
@@ -96,7 +98,9 @@ def decision_boundary(
                 color=cmap(index),
                 edgecolor="black",
                 linewidth=0.4,
-                label=f"class {label}",
+                label=f"class {label}"
+                if class_names is None
+                else _images.class_name(label, class_names),
             )
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
@@ -105,12 +109,15 @@ def decision_boundary(
     return fig
 
 
-def latent_projection(latents: np.ndarray, labels: np.ndarray) -> Figure:
+def latent_projection(
+    latents: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None = None
+) -> Figure:
     """Latent codes projected on their first two principal components, coloured by label.
 
     Args:
         latents: (N, D) codes with D >= 2 (e.g. an autoencoder's bottleneck).
         labels: (N,) class ids (legend, up to 20 classes) or continuous values (colour bar).
+        class_names: one name per class id for the legend (else the ids).
 
     PCA is an SVD of the centred codes; the axis labels give each component's share of
     the variance.
@@ -131,7 +138,11 @@ def latent_projection(latents: np.ndarray, labels: np.ndarray) -> Figure:
         cmap, _ = _class_colours(len(classes))
         for index, label in enumerate(classes):
             ax.scatter(
-                *projected[labels == label].T, s=6, alpha=0.7, color=cmap(index), label=str(label)
+                *projected[labels == label].T,
+                s=6,
+                alpha=0.7,
+                color=cmap(index),
+                label=_images.class_name(label, class_names),
             )
         ax.legend(title="label", fontsize="small", markerscale=2)
     else:
@@ -143,16 +154,23 @@ def latent_projection(latents: np.ndarray, labels: np.ndarray) -> Figure:
     return fig
 
 
-def reconstructions(originals: np.ndarray, reconstructed: np.ndarray, n: int = 10) -> Figure:
+def reconstructions(
+    originals: np.ndarray,
+    reconstructed: np.ndarray,
+    n: int = 10,
+    normalization: _images.Normalization | None = None,
+) -> Figure:
     """The first ``n`` originals (top row) over their reconstructions (bottom row).
 
     Args:
-        originals: (N, H, W) or (N, C, H, W) images, C in {1, 3}.
+        originals: (N, H, W) or (N, C, H, W) images, C in {1, 3} (3 drawn as RGB).
         reconstructed: the model's outputs, the same shape or the same size per sample
             (e.g. a dense decoder's flat (N, H*W)).
         n: number of pairs shown.
+        normalization: the dataset's ``(mean, std)``: both rows de-normalised to true
+            colours (else they share one min-max scale).
 
-    Both rows share one grey scale; the title gives the mean squared error of the pairs.
+    The title gives the mean squared error of the pairs (in the model's units).
     """
     originals = np.asarray(originals, dtype=np.float64)[:n]
     count = len(originals)
@@ -163,7 +181,7 @@ def reconstructions(originals: np.ndarray, reconstructed: np.ndarray, n: int = 1
             f"{originals.shape} per sample"
         )
     outputs = flat.reshape(originals.shape)
-    shown = _images.to_display(np.concatenate([originals, outputs]))
+    shown = _images.to_display(np.concatenate([originals, outputs]), normalization)
     fig, axes = _images.grid_figure(2, count)
     for ax, image in zip(axes.flat, shown, strict=True):
         _images.show(ax, image)
