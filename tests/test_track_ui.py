@@ -40,6 +40,16 @@ def test_experiment_url_opens_the_runs_table_in_the_study_view():
     assert "viewStateShareKey" not in ui.experiment_url("http://h:1", "3", with_view=False)
 
 
+def test_run_url_opens_a_run_or_one_of_its_artifacts_as_machine_learning():
+    assert ui.run_url("http://h:5000", "3", "abc") == (
+        "http://h:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
+    assert ui.run_url("http://h:5000/", "3", "abc", "report/report.html") == (
+        "http://h:5000/#/experiments/3/runs/abc/artifacts/report/report.html"
+        "?workflowType=machine_learning"
+    )
+
+
 @pytest.mark.parametrize(
     "value,text",
     [

@@ -98,6 +98,18 @@ def experiment_url(ui_url: str, experiment_id: str, with_view: bool = True) -> s
     return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
 
 
+def run_url(ui_url: str, experiment_id: str, run_id: str, artifact: str | None = None) -> str:
+    """A run's page in the MLflow UI, as a machine-learning run (the sidebar otherwise
+    switches to GenAI); with ``artifact`` (``report/report.html``) its artifact view on
+    that file: ``http://127.0.0.1:5000/#/experiments/3/runs/<id>/artifacts/report/report.html
+    ?workflowType=machine_learning``."""
+    tail = f"/artifacts/{artifact.lstrip('/')}" if artifact else ""
+    return (
+        f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}{tail}"
+        f"?{WORKFLOW_TYPE_QUERY}"
+    )
+
+
 def param_value(value: Any) -> str:
     """A config value as a readable param: ``["relu", "tanh"]`` -> ``"relu,tanh"``,
     ``[128, 64]`` -> ``"128,64"``, ``[]`` -> ``""``; nested lists and dicts stay compact JSON
