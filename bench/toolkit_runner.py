@@ -1,14 +1,21 @@
 """What the toolkit-vs-PyTorch benchmarks share: their options, the toolkit side (its real
 Trainer, one timed epoch at a time) and the loop that alternates epochs between frameworks.
 
-Progress bar off, per-layer gradient norms on (as in a normal run), Adam (lr 1e-3), BLAS
-limited to ``threads`` while an epoch runs. Epochs are driven from outside so that the
-benchmarks can alternate them with the PyTorch side.
+The Trainer runs as in a normal run: shuffled batches, per-layer gradient norms, Adam
+(lr 1e-3), and its progress bar (drawn into a null stream, so its cost is paid but the
+bench output stays readable) unless ``progress=False``. ``threads`` is the Trainer's
+(``None``: every core) and applies while an epoch runs. Epochs are driven from outside so
+that the benchmarks can alternate them with the PyTorch side.
+
+Run with an older checkout first on ``PYTHONPATH`` to time its engine: without
+``engine_threads`` the runner limits BLAS to ``threads`` as the Trainer did then.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import time
 from typing import Protocol
@@ -17,7 +24,11 @@ from toolkit.data import ArrayData
 from toolkit.nn.layer import Layer
 from toolkit.registry import losses, optimizers
 from toolkit.train import Trainer
-from toolkit.train.trainer import blas_threads
+
+try:
+    from toolkit.train.trainer import engine_threads
+except ImportError:  # an engine from before toolkit.nn.parallel: BLAS threads only
+    from toolkit.train.trainer import blas_threads as engine_threads
 
 
 class ToolkitRunner:
@@ -33,7 +44,8 @@ class ToolkitRunner:
         test: ArrayData,
         batch_size: int,
         seed: int,
-        threads: int,
+        threads: int | None,
+        progress: bool = True,
     ) -> None:
         self.train, self.test, self.metric, self.threads = train, test, metric, threads
         self.trainer = Trainer(
@@ -44,16 +56,17 @@ class ToolkitRunner:
             batch_size=batch_size,
             seed=seed,
             classification=loss == "cross_entropy",
-            progress=False,
+            progress=progress,
         )
 
     def epoch(self) -> float:
         """Train one epoch; returns its wall time in seconds."""
         self.trainer.epoch += 1
-        started = time.perf_counter()
-        with blas_threads(self.threads):
-            self.trainer.train_epoch(self.train)
-        return time.perf_counter() - started
+        with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+            started = time.perf_counter()
+            with engine_threads(self.threads):
+                self.trainer.train_epoch(self.train)
+            return time.perf_counter() - started
 
     def score(self) -> float:
         """``metric`` (``test/acc``, ``test/loss``) on the test data."""
@@ -76,11 +89,21 @@ class Runner(Protocol):
     def epoch(self) -> float: ...
 
 
-def median_epoch_seconds(runners: dict[str, Runner], epochs: int) -> dict[str, float]:
+def epoch_seconds(
+    runners: dict[str, Runner], epochs: int, pause_s: float = 0.5
+) -> dict[str, list[float]]:
     """Train every runner ``epochs`` epochs, alternating between them epoch by epoch so that
-    all see the same machine load; returns each one's median seconds per epoch."""
+    all see the same machine load, with ``pause_s`` between epochs (spinning OpenMP/BLAS
+    workers of the previous one go idle); returns each one's seconds per epoch."""
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(epochs):
         for name, runner in runners.items():
+            time.sleep(pause_s)
             times[name].append(runner.epoch())
+    return times
+
+
+def median_epoch_seconds(runners: dict[str, Runner], epochs: int) -> dict[str, float]:
+    """:func:`epoch_seconds` summarised as each runner's median seconds per epoch."""
+    times = epoch_seconds(runners, epochs)
     return {name: statistics.median(seconds) for name, seconds in times.items()}

@@ -138,3 +138,29 @@ def test_trainer_reruns_on_two_threads_are_bit_identical():
     assert histories[0][0] == histories[1][0]
     for a, b in zip(histories[0][1], histories[1][1], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batchnorm_on_channel_major_images_matches_the_nchw_path(training, threads):
+    """The per-channel-row path (inputs behind a conv2d) computes what the general path
+    computes on the same values in NCHW memory, running statistics included."""
+    from toolkit.nn.norm import BatchNorm
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 5, 6, 6)) * 3 + 1
+    dy = rng.standard_normal(x.shape)
+    channel_major = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    results = []
+    for data in (x, channel_major):
+        layer = BatchNorm()
+        layer.build((5, 6, 6), rng, np.dtype(np.float64))
+        layer.params["gamma"][:] = np.linspace(0.5, 2, 5)
+        layer.buffers["running_var"][:] = np.linspace(1, 3, 5)
+        with parallel.using_threads(threads):
+            y = layer.forward(data, training=training)
+            dx = layer.backward(dy)
+        state = [a.copy() for a in (*layer.grads.values(), *layer.buffers.values())]
+        results.append((y, dx, *state))
+    for general, rows in zip(*results, strict=True):
+        np.testing.assert_allclose(rows, general, rtol=1e-12, atol=1e-12)

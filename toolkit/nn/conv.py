@@ -170,7 +170,6 @@ class Conv2d(Layer):
             return weights
         return np.concatenate([weights, self.params["b"][:, None]], axis=1)
 
-
     def _scratch(self, batch: int) -> np.ndarray:
         """The ``cols`` buffer (C*k*k [+1], N, H', W') for ``batch`` samples, reused across
         calls (its last row of ones multiplies the bias)."""
@@ -318,22 +317,35 @@ def tap_span(offset: int, size: int, out_size: int, stride: int, pad: int) -> tu
     return slice(lo, hi), slice(start, start + stride * (hi - lo), stride)
 
 
-def zero_outside(patches: np.ndarray, pad: int) -> None:
-    """Zero the entries of patches (C, k, k, N, H, W) of a stride-1 "same" convolution
-    whose tap (i - pad, j - pad) falls outside the H x W image."""
-    k, h, w = patches.shape[1], patches.shape[4], patches.shape[5]
-    for i in range(k):
-        d = i - pad
-        if d:
-            rows = slice(max(h - d, 0), h) if d > 0 else slice(0, min(-d, h))
-            patches[:, i, :, :, rows, :] = 0
-            cols = slice(max(w - d, 0), w) if d > 0 else slice(0, min(-d, w))
-            patches[:, :, i, :, :, cols] = 0
+def as_view(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``array`` reshaped to ``shape`` without a copy (raises if that needs one), so that
+    writing into the result writes into ``array``."""
+    view = array.view()
+    view.shape = shape
+    return view
+
+
+def zero_outside(tap: np.ndarray, di: int, dj: int) -> None:
+    """Zero the positions of one tap's block (C, N, H, W) of a stride-1 "same"
+    convolution whose input pixel, offset by (di, dj), falls outside the H x W image.
+
+    Rows are zeroed through a (C, N, H*W) view (contiguous runs of whole rows), columns
+    through a (C, N*H, W) view (one long strided run), so no inner loop is a single
+    element; called right after the tap is written, while it is still in cache."""
+    c, n, h, w = tap.shape
+    if di:
+        rows = slice(max(h - di, 0), h) if di > 0 else slice(0, min(-di, h))
+        as_view(tap, (c, n, h * w))[:, :, rows.start * w : rows.stop * w] = 0
+    if dj:
+        by_cols = as_view(tap, (c, n * h, w))
+        for col in range(max(w - dj, 0), w) if dj > 0 else range(min(-dj, w)):
+            by_cols[:, :, col] = 0
 
 
 def im2col_shifted(x: np.ndarray, patches: np.ndarray, pad: int) -> None:
     """patches (C, k, k, N, H, W) <- x (C, N, H, W) for a stride-1 "same" convolution:
-    tap (i, j) is x shifted by (i - pad) * W + (j - pad) in the flat N*H*W positions."""
+    tap (i, j) is x shifted by (i - pad) * W + (j - pad) in the flat N*H*W positions,
+    its positions outside the image zeroed."""
     c, k, n, h, w = patches.shape[0], patches.shape[1], *patches.shape[3:]
     size = n * h * w
     x = x.reshape(c, size)  # a view for channel-major x, else a copy
@@ -341,13 +353,16 @@ def im2col_shifted(x: np.ndarray, patches: np.ndarray, pad: int) -> None:
     for i in range(k):
         for j in range(k):
             shift = (i - pad) * w + (j - pad)
-            if abs(shift) >= size:  # every tap outside: zeroed below
+            if abs(shift) >= size:  # every tap outside
+                flat[:, i, j] = 0
                 continue
             if shift >= 0:
                 flat[:, i, j, : size - shift] = x[:, shift:]
+                flat[:, i, j, size - shift :] = 0  # the end the shifted copy did not write
             else:
                 flat[:, i, j, -shift:] = x[:, :shift]
-    zero_outside(patches, pad)  # including the ends the shifted copies did not write
+                flat[:, i, j, :-shift] = 0
+            zero_outside(patches[:, i, j], i - pad, j - pad)
 
 
 def col2im_shifted(dcols: np.ndarray, pad: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -357,18 +372,17 @@ def col2im_shifted(dcols: np.ndarray, pad: int, out: np.ndarray | None = None) -
     zeroed first."""
     c, k, n, h, w = dcols.shape[0], dcols.shape[1], *dcols.shape[3:]
     size = n * h * w
-    zero_outside(dcols, pad)
     flat = dcols.reshape(c, k, k, size)
     if out is None:
         out = np.empty((c, n, h, w), dtype=dcols.dtype)
-    dx = out.view()
-    dx.shape = (c, size)  # raises rather than silently writing into a copy
+    dx = as_view(out, (c, size))
     np.copyto(dx, flat[:, pad, pad])  # the centre tap covers every position
     for i in range(k):
         for j in range(k):
             shift = (i - pad) * w + (j - pad)
             if abs(shift) >= size:
                 continue
+            zero_outside(dcols[:, i, j], i - pad, j - pad)
             if shift > 0:
                 dx[:, shift:] += flat[:, i, j, : size - shift]
             elif shift < 0:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.nn import parallel
 from toolkit.nn.layer import Layer, Shape
 from toolkit.registry import ConfigError, layers
 
@@ -81,6 +82,10 @@ class BatchNorm(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, C[, H, W]) -> y of the same shape."""
+        rows = channel_rows(x)
+        if rows is not None:  # images in channel-major memory (behind a conv2d)
+            return self._forward_rows(x, rows, training)
+        self._rows = None
         column = self._column
         if training:
             mean = x.mean(axis=self._axes)
@@ -96,6 +101,36 @@ class BatchNorm(Layer):
         y += self.params["beta"].reshape(column)
         return y
 
+    def _forward_rows(self, x: np.ndarray, rows: np.ndarray, training: bool) -> np.ndarray:
+        """The same normalisation on rows (C, M) = one channel's N*H*W values each,
+        channels split over ``parallel.threads()`` shards (channels are independent, so
+        the result does not depend on the split). Returns y in x's memory order."""
+        channels, count = rows.shape
+        centered, y = np.empty_like(rows), np.empty_like(rows)
+        mean = self.buffers["running_mean"].copy()
+        var = self.buffers["running_var"].copy()
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        inv_std = np.empty_like(var)
+
+        def shard(start: int, stop: int) -> None:
+            part = slice(start, stop)
+            if training:
+                np.mean(rows[part], axis=1, out=mean[part])
+            np.subtract(rows[part], mean[part, None], out=centered[part])
+            if training:
+                np.einsum("cm,cm->c", centered[part], centered[part], out=var[part])
+                var[part] /= count
+            np.divide(1.0, np.sqrt(var[part] + self.eps), out=inv_std[part])
+            np.multiply(centered[part], (gamma[part] * inv_std[part])[:, None], out=y[part])
+            y[part] += beta[part, None]
+
+        parallel.run(shard, parallel.shard_ranges(channels, min_size=2))
+        if training:
+            self._update_running(mean, var, count)
+        self._rows, self._centered, self._inv_std = rows, centered, inv_std
+        self._training = training
+        return y.reshape(channels, x.shape[0], *x.shape[2:]).transpose(1, 0, 2, 3)
+
     def _update_running(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
         m = self.momentum
         running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
@@ -107,6 +142,8 @@ class BatchNorm(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """dy (N, C[, H, W]) -> dx of the same shape (None unless ``needs_input_grad``);
         fills grads["gamma"], grads["beta"]."""
+        if self._rows is not None:
+            return self._backward_rows(dy)
         centered, inv_std, column = self._centered, self._inv_std, self._column
         dbeta = dy.sum(axis=self._axes)
         dgamma = np.einsum(self._dot, dy, centered) * inv_std  # sum(dy * x_hat)
@@ -121,6 +158,45 @@ class BatchNorm(Layer):
             dx -= centered * (scale * inv_std * dgamma / count).reshape(column)
             dx -= (scale * dbeta / count).reshape(column)
         return dx
+
+    def _backward_rows(self, dy: np.ndarray) -> np.ndarray | None:
+        """:meth:`backward` on channel rows (C, M), sharded over channels."""
+        channels, count = self._centered.shape
+        grad_rows = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(channels, count)
+        centered, inv_std = self._centered, self._inv_std
+        dbeta, dgamma = self.grads["beta"], self.grads["gamma"]
+        scale = self.params["gamma"] * inv_std
+        dx = np.empty_like(grad_rows) if self.needs_input_grad else None
+
+        def shard(start: int, stop: int) -> None:
+            part = slice(start, stop)
+            g = grad_rows[part]
+            np.sum(g, axis=1, out=dbeta[part])
+            np.einsum("cm,cm->c", g, centered[part], out=dgamma[part])
+            dgamma[part] *= inv_std[part]  # sum(dy * x_hat)
+            if dx is None:
+                return
+            np.multiply(g, scale[part, None], out=dx[part])
+            if self._training:  # the batch statistics depend on x too
+                slope = scale[part] * inv_std[part] * dgamma[part] / count
+                dx[part] -= centered[part] * slope[:, None]
+                dx[part] -= (scale[part] * dbeta[part] / count)[:, None]
+
+        parallel.run(shard, parallel.shard_ranges(channels, min_size=2))
+        if dx is None:
+            return None
+        return dx.reshape(channels, dy.shape[0], *dy.shape[2:]).transpose(1, 0, 2, 3)
+
+
+def channel_rows(x: np.ndarray) -> np.ndarray | None:
+    """x (N, C, H, W) as a (C, N*H*W) view when its memory is channel-major (as the output
+    of conv2d is), else None."""
+    if x.ndim != 4:
+        return None
+    by_channel = x.transpose(1, 0, 2, 3)
+    if not by_channel.flags.c_contiguous:
+        return None
+    return by_channel.reshape(x.shape[1], -1)
 
 
 @layers.register("batchnorm1d")

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from toolkit.nn.activations import zeros_like_cached
 from toolkit.nn.conv import Conv2d, positive_int
 from toolkit.nn.layer import Layer, Shape
 from toolkit.nn.norm import BatchNorm
@@ -30,7 +31,7 @@ class _ReLU:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._positive = x > 0
-        return np.maximum(x, 0, out=x)
+        return np.maximum(x, zeros_like_cached(self, x), out=x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return np.multiply(dy, self._positive, dtype=dy.dtype)

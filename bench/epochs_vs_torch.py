@@ -1,0 +1,144 @@
+"""Whole training epochs on MNIST, toolkit vs PyTorch CPU, side by side in one process:
+the MLP (784-128-64-10), the LeNet-style CNN, the autoencoder and the ResNet.
+
+The toolkit side is its real Trainer (shuffled batches, per-layer gradient norms, progress
+bar, Adam lr 1e-3); the PyTorch side is the loop a PyTorch user writes: tensors made once
+with ``torch.from_numpy``, a shuffled index per epoch, ``zero_grad(set_to_none=True)``,
+the same network (its twin from ``bench/torch_twins.py``), batch size and optimizer, with
+none of the toolkit's logging. Each mode alternates epochs of the two (after a pause that
+lets spinning worker threads go idle):
+
+* ``1``, ``2``: equal threads (toolkit ``threads=N``; ``torch.set_num_threads(N)``);
+* ``default``: both on their defaults (toolkit ``threads=None``: every core; PyTorch's own
+  thread count, untouched).
+
+Prints one JSON line per model and mode: samples/s (median epoch) of each side and the
+ratio toolkit / PyTorch.
+
+    uv run python bench/epochs_vs_torch.py --models mlp cnn autoencoder resnet \\
+        --modes 1 2 default --epochs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+from toolkit_runner import ToolkitRunner, epoch_seconds  # bench/ is on sys.path
+from torch_twins import torch_twin
+
+from toolkit.data import ArrayData, load_dataset, split_dataset
+from toolkit.models import ModelSpec, build_model
+from toolkit.registry import load_plugins
+
+MNIST = (1, 28, 28)
+SPECS = {
+    "mlp": ModelSpec("mlp", MNIST, 10, {"hidden_sizes": [128, 64], "activation": ["relu", "tanh"]}),
+    "cnn": ModelSpec("cnn", MNIST, 10, {}),
+    "autoencoder": ModelSpec("autoencoder", MNIST, 784, {"hidden_sizes": [128], "latent": 32}),
+    "resnet": ModelSpec("resnet", MNIST, 10, {}),
+}
+DEFAULT_SAMPLES = {"mlp": 60000, "cnn": 60000, "autoencoder": 60000, "resnet": 6000}
+
+
+class TorchRunner:
+    """The idiomatic PyTorch training loop over ``train`` on ``threads`` threads
+    (``None``: PyTorch's default, recorded before anything changed it)."""
+
+    default_threads: int | None = None
+
+    def __init__(self, model, train: ArrayData, mse: bool, batch_size: int, seed: int,
+                 threads: int | None) -> None:  # fmt: skip
+        import torch
+
+        if TorchRunner.default_threads is None:
+            TorchRunner.default_threads = torch.get_num_threads()
+        self.torch, self.threads = torch, threads or TorchRunner.default_threads
+        torch.manual_seed(seed)
+        self.net = torch_twin(model)
+        self.x = torch.from_numpy(train.x)
+        self.y = None if mse else torch.from_numpy(train.y.astype(np.int64))
+        self.loss = torch.nn.MSELoss() if mse else torch.nn.CrossEntropyLoss()
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=1e-3)
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def epoch(self) -> float:
+        torch = self.torch
+        torch.set_num_threads(self.threads)
+        started = time.perf_counter()
+        self.net.train()
+        order = torch.randperm(len(self.x), generator=self.generator)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            xb = self.x[index]
+            target = xb.flatten(1) if self.y is None else self.y[index]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(self.net(xb), target)
+            loss.backward()
+            self.optimizer.step()
+        return time.perf_counter() - started
+
+
+def bench(name: str, mode: str, data, epochs: int, batch_size: int, seed: int) -> dict:
+    threads = None if mode == "default" else int(mode)
+    spec = SPECS[name]
+    mse = name == "autoencoder"
+    train = ArrayData(data.x, data.x.reshape(len(data.x), -1)) if mse else data
+    model = build_model(spec, seed=seed)
+    runners = {
+        "pytorch": TorchRunner(model, train, mse, batch_size, seed, threads),  # weights first
+        "toolkit": ToolkitRunner(
+            model,
+            "mse" if mse else "cross_entropy",
+            "test/loss" if mse else "test/acc",
+            train,
+            train,
+            batch_size,
+            seed,
+            threads,
+        ),  # fmt: skip
+    }
+    times = epoch_seconds(runners, epochs)
+    rates = {k: len(train.x) / statistics.median(v) for k, v in times.items()}
+    return {
+        "model": name,
+        "mode": mode,
+        "threads": {"toolkit": threads or "all cores", "pytorch": runners["pytorch"].threads},
+        "samples": len(train.x),
+        "epochs": epochs,
+        "toolkit_samples_per_s": round(rates["toolkit"]),
+        "pytorch_samples_per_s": round(rates["pytorch"]),
+        "ratio": round(rates["toolkit"] / rates["pytorch"], 3),
+        "epoch_s": {k: [round(s, 2) for s in v] for k, v in times.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(SPECS), choices=list(SPECS))
+    parser.add_argument("--modes", nargs="+", default=["1", "2", "default"])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=None, help="training samples per epoch")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import torch
+
+    TorchRunner.default_threads = torch.get_num_threads()
+    load_plugins()
+    mnist = split_dataset(load_dataset("mnist"), train=1.0, val=0.0, test=0.0, seed=args.seed)
+    for name in args.models:
+        count = args.samples or DEFAULT_SAMPLES[name]
+        data = ArrayData(mnist.train.x[:count], mnist.train.y[:count])
+        for mode in args.modes:
+            print(json.dumps(bench(name, mode, data, args.epochs, args.batch_size, args.seed)),
+                  flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
