@@ -5,6 +5,7 @@ Every case runs the command line in a folder that already holds a finished run."
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,13 +25,16 @@ COMMON = [
 QUICK = [*COMMON, "dataset.subset=1000"]  # MNIST runs
 
 
-def toolkit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def toolkit(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "toolkit", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -108,7 +112,7 @@ CASES = {
     "negative lr": (spirals("optim.lr=-1"), "optim.lr must be a positive number; got -1"),
     "zero batch size": (
         spirals("trainer.batch_size=0"),
-        "trainer.batch_size must be a positive integer; got 0",
+        "trainer.batch_size must be an integer >= 1; got 0",
     ),
     "fractional epochs": (
         spirals("trainer.epochs=1.5"),
@@ -124,7 +128,7 @@ CASES = {
         "model.activation has 2 entries but model.hidden_sizes has 3",
     ),
     "split sum": (spirals("split.val=0.3"), "split.train + split.val + split.test = 1.2"),
-    "dtype": (spirals("dtype=float16"), "dtype must be one of float32, float64"),
+    "dtype": (spirals("dtype=float16"), "dtype must be one of: float32, float64"),
     "loss for task": (
         ["+model=mlp", "dataset=sin", *COMMON],
         "loss=cross_entropy needs class labels but dataset=sin is regression; use loss=mse",
@@ -206,3 +210,220 @@ def test_corrupted_dataset_file_is_named_with_its_md5(tmp_path, cache_dir):
     (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert f"dataset file {labels} is corrupted: md5" in error
     assert "expected 27ae3e4e09519cfbb04c329615203637" in error
+
+
+# --- Rejected by the pre-check: before Hydra creates any folder or run -------------------
+
+USER_CONFIGS = {  # a user's own config folder (--config-dir / hydra.searchpath)
+    "experiment/tabbed.yaml": "# @package _global_\ntrainer:\n\tepochs: 1\n",
+    "experiment/mine.yaml": (
+        "# @package _global_\ndefaults:\n  - override /optim: sgd\n\n"
+        "hydra:\n  sweeper:\n    params:\n      optim.lr: 0.1,0.05\n"
+    ),
+    "experiment/zero_epochs.yaml": (
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      trainer.epochs: 1,0\n"
+    ),
+}
+BROKEN_PLUGINS = {  # plugin folders (TOOLKIT_PLUGINS) with one broken file each
+    "syntax": ("bad_syntax.py", "from toolkit.registry import activations\n\nclass X(:\n"),
+    "import": ("bad_import.py", "import numpy\nimport not_a_module_xyz\n"),
+    "clash": (
+        "clash.py",
+        "from toolkit.registry import optimizers\n\n"
+        "@optimizers.register('adam')\nclass Other:\n    pass\n",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def user_folders(tmp_path_factory) -> dict[str, Path]:
+    """{"conf": a user's config folder, "syntax"/"import"/"clash": broken plugin folders}."""
+    root = tmp_path_factory.mktemp("user")
+    for relative, text in USER_CONFIGS.items():
+        (root / "conf" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / "conf" / relative).write_text(text)
+    folders = {"conf": root / "conf"}
+    for name, (file_name, text) in BROKEN_PLUGINS.items():
+        (root / name).mkdir()
+        (root / name / file_name).write_text(text)
+        folders[name] = root / name
+    return folders
+
+
+def joblib_sweep(*overrides: str) -> list[str]:
+    return ["-m", *spirals("optim.lr=0.1,0.01", "hydra/launcher=joblib", *overrides)]
+
+
+# name -> (arguments, expected part of the error line); "{conf}" is the user's config folder,
+# "{syntax}" etc. a broken plugin folder (then in TOOLKIT_PLUGINS)
+PRECHECK_CASES = {
+    "seed not an integer": (spirals("seed=abc"), "seed must be an integer >= 0; got 'abc'"),
+    "negative seed": (spirals("seed=-1"), "seed must be an integer >= 0; got -1"),
+    "joblib n_jobs 0": (
+        joblib_sweep("hydra.launcher.n_jobs=0"),
+        "hydra.launcher.n_jobs must be a non-zero integer (-1: all cores); got 0 "
+        "(hydra/launcher=joblib)",
+    ),
+    "joblib n_jobs not an integer": (
+        joblib_sweep("hydra.launcher.n_jobs=two"),
+        "hydra.launcher.n_jobs=two; Value 'two' of type 'str' could not be converted",
+    ),
+    "joblib backend": (
+        joblib_sweep("hydra.launcher.backend=lokky"),
+        "hydra.launcher.backend must be null or one of: loky, multiprocessing, threading",
+    ),
+    "n_jobs of the basic launcher": (
+        ["-m", *spirals("optim.lr=0.1,0.01", "hydra.launcher.n_jobs=2")],
+        "hydra.launcher.n_jobs is not a config key of hydra/launcher=basic",
+    ),
+    "submitit timeout 0": (
+        ["-m", *spirals("optim.lr=0.1,0.01", "hydra/launcher=submitit_local")]
+        + ["hydra.launcher.timeout_min=0"],
+        "hydra.launcher.timeout_min must be an integer >= 1; got 0",
+    ),
+    "optuna without trials": (
+        ["-m", "+hparams_search=mlp_optuna", "hydra.sweeper.n_trials=0", *COMMON],
+        "hydra.sweeper.n_trials must be an integer >= 1; got 0",
+    ),
+    "tab-indented experiment (--config-dir)": (
+        ["--config-dir", "{conf}", "+experiment=tabbed", *spirals()],
+        "experiment/tabbed.yaml, line 3, column 1: found character '\\t' that cannot start "
+        "any token (YAML indents with spaces, not tabs)",
+    ),
+    "tab-indented experiment (hydra.searchpath)": (
+        ["+experiment=tabbed", "hydra.searchpath=[file://{conf}]", *spirals()],
+        "experiment/tabbed.yaml, line 3, column 1",
+    ),
+    "swept value of a user preset out of range": (
+        ["--config-dir", "{conf}", "-m", "+experiment=zero_epochs", *spirals()],
+        "trainer.epochs must be an integer >= 1; got 0",
+    ),
+    "unknown user experiment": (
+        ["--config-dir", "{conf}", "+experiment=mien", *spirals()],
+        "unknown experiment 'mien' (experiment=mien); did you mean: mine",
+    ),
+    "misspelled key two levels deep": (
+        spirals("trainer.early_stoping.enabled=true"),
+        "trainer.early_stoping is not a config key; did you mean: trainer.early_stopping?",
+    ),
+    "misspelled augmentation step": (
+        spirals("augment=light", "augment.steps.shfit.max_pixels=3"),
+        "augment.steps.shfit is not a config key; did you mean: augment.steps.shift?",
+    ),
+    "probe lr": (spirals("probe.lr=-1"), "probe.lr must be > 0; got -1"),
+    "probe epochs": (spirals("probe.epochs=0"), "probe.epochs must be an integer >= 1; got 0"),
+    "probe kind": (spirals("probe.kind=svn"), "probe.kind='svn' is not one of: none, logistic"),
+    "probe hidden size": (spirals("probe.hidden=[64,0]"), "probe.hidden must be integers >= 1"),
+    "probe type": (
+        spirals("probe.epochs=many"),
+        "probe.epochs=many; Value 'many' of type 'str' could not be converted to Integer",
+    ),
+    "split type": (
+        spirals("split.val=half"),
+        "split.val=half; Value 'half' of type 'str' could not be converted to Float",
+    ),
+    "empty train split": (
+        spirals("split.train=0", "split.val=1"),
+        "split.train must be in (0, 1]; got 0.0",
+    ),
+    "augment probability": (spirals("augment.p=1.5"), "augment.p must be in [0, 1]; got 1.5"),
+    "augment type": (
+        spirals("augment.p=often"),
+        "augment.p=often; Value 'often' of type 'str' could not be converted to Float",
+    ),
+    "early stopping on a metric never logged": (
+        spirals("trainer.early_stopping.enabled=true", "trainer.early_stopping.monitor=val/los"),
+        "trainer.early_stopping.monitor='val/los' is not a metric the trainer logs each epoch; "
+        "did you mean: val/loss",
+    ),
+    "early stopping on val without a validation split": (
+        spirals("trainer.early_stopping.enabled=true", "split=70-30"),
+        "trainer.early_stopping.monitor=val/loss needs a validation split but split.val=0",
+    ),
+    "early stopping mode": (
+        spirals("trainer.early_stopping.mode=maximum"),
+        "trainer.early_stopping.mode must be one of: auto, min, max; got 'maximum'",
+    ),
+    "early stopping patience": (
+        spirals("trainer.early_stopping.patience=0"),
+        "trainer.early_stopping.patience must be an integer >= 1; got 0",
+    ),
+    "zero threads": (spirals("trainer.threads=0"), "trainer.threads must be null or an integer"),
+    "sweep value out of range": (
+        ["-m", *spirals("probe.lr=0.1,-1")],
+        "probe.lr must be > 0; got -1",
+    ),
+    "plugin with a syntax error": (
+        spirals(),
+        "plugin {syntax}/bad_syntax.py, line 3: SyntaxError: invalid syntax",
+    ),
+    "plugin with a missing import": (
+        spirals(),
+        "plugin {import}/bad_import.py, line 2: ModuleNotFoundError: No module named "
+        "'not_a_module_xyz'",
+    ),
+    "plugin taking a registered name": (
+        spirals(),
+        "plugin {clash}/clash.py, line 3: ConfigError: optimizer 'adam' is already registered",
+    ),
+}
+
+
+def plugin_folder(name: str, user_folders: dict[str, Path]) -> dict[str, str]:
+    """TOOLKIT_PLUGINS for a plugin case (named after its folder), else {}."""
+    named = re.findall(r"\{(\w+)\}", PRECHECK_CASES[name][1])
+    folders = [str(user_folders[n]) for n in named if n in BROKEN_PLUGINS]
+    return {"TOOLKIT_PLUGINS": folders[0]} if folders else {}
+
+
+def paths(folder: Path) -> set[str]:
+    """Every file and folder under ``folder``."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("name", list(PRECHECK_CASES))
+def test_precheck_rejects_with_one_line_and_creates_nothing(recorded, user_folders, name):
+    args, expected = PRECHECK_CASES[name]
+    places = {key: str(folder) for key, folder in user_folders.items()}
+    args = [a.format(**places) for a in args]
+    before, existing = snapshot(recorded), paths(recorded)
+    result = toolkit(*args, cwd=recorded, env=plugin_folder(name, user_folders))
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected.format(**places) in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert snapshot(recorded) == before  # no file changed: the store, the outputs
+    assert paths(recorded) == existing  # and nothing was created, not even a folder
+
+
+def test_help_lists_broken_plugins_and_still_works(recorded, user_folders):
+    env = {"TOOLKIT_PLUGINS": os.pathsep.join(str(user_folders[k]) for k in BROKEN_PLUGINS)}
+    result = toolkit("--help", cwd=recorded, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    section = result.stdout.split("== Plugins that failed to load (not registered) ==")[1]
+    for name, (file_name, _) in BROKEN_PLUGINS.items():
+        assert f"plugin {user_folders[name] / file_name}, line " in section
+    assert "optim: adam, adamw, lion" in result.stdout  # the rest loaded
+
+
+def test_user_config_folder_experiments_run(recorded, tmp_path, user_folders):
+    """--config-dir DIR -m +experiment=mine: found by the pre-check as by Hydra."""
+    result = toolkit(
+        "--config-dir",
+        str(user_folders["conf"]),
+        "-m",
+        "+experiment=mine",
+        *spirals("model.hidden_sizes=[4]", f"hydra.sweep.dir={tmp_path}/sweep"),
+        "logger=none",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "sweep: 2 of 2 jobs finished" in result.stderr
+
+
+def test_a_second_checkouts_plugins_are_the_same_plugins(tmp_path):
+    """Running from another checkout: ./plugins holds copies of the project's plugins."""
+    shutil.copytree(Path(__file__).resolve().parents[1] / "plugins", tmp_path / "plugins")
+    result = toolkit(*spirals("optim=lion", "logger=none", "model.hidden_sizes=[4]"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "already registered" not in result.stderr

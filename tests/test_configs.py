@@ -1,6 +1,7 @@
 """Every config option and every study preset composes, and each preset sweeps keys that
 exist in the composed config (or config groups)."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,90 @@ def test_trainer_and_logger_nodes_are_typed():
         with pytest.raises(Exception) as caught:
             compose("config", overrides=["+model=mlp", "trainer.early_stopping.patience=p"])
         assert "could not be converted to Integer" in str(caught.value.__cause__)
+
+
+RECIPE_MODELS = ["mlp", "cnn", "cnn_single", "resnet", "autoencoder", "conv_autoencoder"]
+
+
+@pytest.mark.parametrize("model", RECIPE_MODELS)
+def test_every_model_option_carries_its_recipe(model):
+    cfg = composed(f"+model={model}")
+    assert cfg.recipe == model  # in the config, so the run's params show it
+    assert cfg.schedule.name == "cosine" and cfg.model.name == model
+
+
+def test_the_command_line_overrides_the_recipe():
+    recipe = composed("+model=mlp", "optim=adam")
+    assert recipe.trainer.epochs == 15 and list(recipe.model.activation) == ["relu", "relu"]
+    cfg = composed("+model=mlp", "optim=adam", "trainer.epochs=2", "schedule=step")
+    assert cfg.trainer.epochs == 2 and cfg.schedule.name == "step"
+    assert cfg.model.dropout == recipe.model.dropout  # what was not overridden stays
+
+
+def test_a_recipe_learning_rate_applies_to_any_optimizer():
+    cfg = composed("+model=cnn", "optim=sgd")
+    assert cfg.optim.name == "sgd" and cfg.optim.lr == composed("+model=cnn").optim.lr
+    assert cfg.optim.momentum == 0.0  # sgd's own node, not adam's keys
+
+
+def test_study_presets_win_over_the_model_recipe():
+    optimizers = composed("+experiment=optimizers")
+    assert optimizers.schedule.name == "constant" and optimizers.model.dropout == 0.0
+    assert list(optimizers.model.activation) == ["relu", "tanh"]  # the reference MLP
+    assert optimizers.trainer.epochs == 10
+    pooling = composed("+experiment=pooling")
+    assert list(pooling.model.channels) == [16, 32] and pooling.model.batchnorm is False
+    assert pooling.trainer.epochs == 5 and pooling.model.dropout == 0.25
+    flow = composed("+experiment=gradient_flow")
+    assert flow.schedule.name == "constant" and flow.trainer.epochs == 1
+
+
+def test_a_model_without_a_recipe_is_its_signature_node():
+    cfg = composed("+model=resnet18")
+    assert cfg.recipe is None and cfg.schedule.name == "constant"
+
+
+def test_presets_are_entries_with_other_defaults():
+    assert composed("optim=sgd_momentum").optim.momentum == 0.9
+    adamw = composed("optim=adamw").optim
+    assert adamw.weight_decay == 0.01 and adamw.decoupled is True
+    assert composed("split=70-30").split == {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0}
+    assert composed("augment=light").augment.steps.shift == {"max_pixels": 2}
+
+
+def test_node_defaults_come_from_the_components():
+    import inspect
+
+    from toolkit.analysis.latent_probe import ProbeSettings
+    from toolkit.data import split_dataset
+    from toolkit.train import EarlyStopping
+
+    cfg = composed("+model=mlp", "seed=7")
+    stopping = inspect.signature(EarlyStopping).parameters
+    for key, value in cfg.trainer.early_stopping.items():
+        if key != "enabled":
+            assert value == stopping[key].default, key
+    fractions = inspect.signature(split_dataset).parameters
+    assert [cfg.split[k] for k in ("train", "val", "test")] == [
+        fractions[k].default for k in ("train", "val", "test")
+    ]
+    assert cfg.split.seed == 7 and cfg.probe.seed == 7  # following the run's seed
+    assert {k: v for k, v in cfg.probe.items() if k != "seed"} == {
+        k: v for k, v in vars(ProbeSettings()).items() if k != "seed"
+    }
+    assert cfg.trainer.threads is None  # decided by the run
+
+
+def test_validate_config_names_the_key():
+    from toolkit.app.validate import validate_config
+    from toolkit.registry import ConfigError
+
+    validate_config(composed("+model=mlp"))
+    for override, message in [
+        ("probe.lr=0", "probe.lr must be > 0"),
+        ("trainer.epochs=0", "trainer.epochs must be an integer >= 1"),
+        ("split.test=0.2", "split.train + split.val + split.test = 1.2"),
+        ("augment.p=-0.1", "augment.p must be in [0, 1]"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            validate_config(composed("+model=mlp", override))
