@@ -181,7 +181,7 @@ def test_the_study_opens_on_its_runs_table(study, page):
     assert page.get_by_text("No data available for the selected time range").count() == 0
     assert len(rows) == 1 + len(PAIRS), [row.get("name") for row in rows]
     page.screenshot(path=str(shots / "runs_table.png"))
-    page.locator('input[name="runs-view-mode"][value="CHART"]').click(force=True)
+    page.locator('input[name="runs-view-mode"][value="CHART"]').dispatch_event("click")
     page.wait_for_timeout(3000)
     page.screenshot(path=str(shots / "charts.png"))
 
@@ -214,9 +214,11 @@ def test_the_swept_value_and_test_acc_are_compared_in_the_table(study, page):
 
 
 def test_the_report_renders_in_the_parent_runs_artifact_view(study, page):
+    from toolkit.track.ui import run_url
+
     page, url, shots = page
     experiment_id, parent = study["experiment"].experiment_id, study["parent"].info.run_id
-    page.goto(f"{url}/#/experiments/{experiment_id}/runs/{parent}/artifacts/report/report.html")
+    page.goto(run_url(url, experiment_id, parent, "report/report.html"))
     frame_element = page.wait_for_selector("iframe", timeout=60_000)
     frame = frame_element.content_frame()
     frame.wait_for_selector("table", timeout=30_000)
@@ -225,5 +227,7 @@ def test_the_report_renders_in_the_parent_runs_artifact_view(study, page):
         "img", "imgs => imgs.map(i => [i.src.slice(0, 22), i.naturalWidth])"
     )
     assert images and all(src == "data:image/png;base64," and w > 0 for src, w in images)
-    page.wait_for_timeout(500)
+    assert "workflowType=machine_learning" in page.url
+    assert page.get_by_text("Evaluation runs").count() == 0  # the sidebar stays on training
+    close_assistant(page)
     page.screenshot(path=str(shots / "report_html.png"))
