@@ -28,7 +28,7 @@ def test_study_view_selects_swept_params_seed_last_then_metrics_sorted_best_firs
     ]
     assert view["orderByKey"] == "metrics.`test/acc`" and view["orderByAsc"] is False
     assert ui.study_view(["optim.lr"], ["val/loss"])["orderByAsc"] is True  # lowest loss first
-    assert view["runsHiddenMode"] == "SHOW_ALL"
+    assert view["runsHiddenMode"] == "SHOW_ALL" and view["chartsSearchFilter"] == "test/acc"
 
 
 def test_experiment_url_opens_the_runs_table_in_the_study_view():

@@ -72,13 +72,17 @@ def study_view(
     """The runs-table view of a study (MLflow's shared-view JSON): the swept params and
     ``metrics`` as columns (:func:`runs_table_columns`), sorted by the first metric (best
     first; the table then lists the runs flat, children beside their parent), every run
-    shown in the charts (MLflow's default shows the first 10)."""
-    return {
+    shown in the charts (MLflow's default shows the first 10), the chart view filtered to
+    that metric (else it opens on dozens of grad-norm and ``best/`` charts)."""
+    view: dict[str, Any] = {
         "selectedColumns": runs_table_columns(swept_keys, metrics),
         "orderByKey": f"metrics.`{metrics[0]}`" if metrics else "attributes.start_time",
         "orderByAsc": not (metrics and metrics[0].endswith("acc")),
         "runsHiddenMode": "SHOW_ALL",
     }
+    if metrics:
+        view["chartsSearchFilter"] = metrics[0]
+    return view
 
 
 def study_view_tags(
