@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -158,19 +159,22 @@ def side_by_side(
     rounds: int,
 ) -> dict[str, list[float]]:
     """Alternate ``steps`` training steps of each contender (after its ``setup()``) for
-    ``rounds`` rounds; return the samples/s of every round per contender."""
+    ``rounds`` rounds; return the samples/s of every round per contender, by the wall
+    clock and per CPU-second of the process (steadier on a machine others keep busy)."""
     rates: dict[str, list[float]] = {name: [] for name in steppers}
+    cpu_rates: dict[str, list[float]] = {name: [] for name in steppers}
     for round_ in range(rounds + 1):  # round 0 warms up
         for name, step in steppers.items():
             with setup[name]():
                 time.sleep(PAUSE_S)
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 for _ in range(steps):
                     step()
-                seconds = time.perf_counter() - start
+                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             if round_:
                 rates[name].append(batch * steps / seconds)
-    return rates
+                cpu_rates[name].append(batch * steps / cpu)
+    return rates, cpu_rates
 
 
 def main() -> None:
@@ -181,7 +185,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="timings per layer")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--skip-layers", action="store_true")
+    parser.add_argument(
+        "--torch-passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE for PyTorch"
+    )
     args = parser.parse_args()
+    if args.torch_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read when torch starts its OpenMP pool
 
     import contextlib
 
@@ -192,7 +201,8 @@ def main() -> None:
     gemm = gemm_gflops()
     conv_gemm = gemm_gflops(32, 145, 12544)
     print(f"numpy {np.__version__}, torch {torch.__version__} (default threads "
-          f"{default_threads}); batch {args.batch}, float32")  # fmt: skip
+          f"{default_threads}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}); "
+          f"batch {args.batch}, float32; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"(0) single-core float32 GEMM: {gemm:.1f} GFLOP/s (512^3), "
           f"{conv_gemm:.1f} GFLOP/s (32x145 @ 145x12544, conv 2 forward)")  # fmt: skip
 
@@ -219,7 +229,7 @@ def main() -> None:
         }
         setup = {"toolkit": lambda t=threads: engine_threads(t),
                  "torch": lambda t=threads: torch_threads(t)}  # fmt: skip
-        rates = side_by_side(steppers, setup, args.batch, args.steps, args.rounds)
+        rates, cpu_rates = side_by_side(steppers, setup, args.batch, args.steps, args.rounds)
         print(f"\n(b) training step, {threads} thread(s) each, {args.rounds} rounds of "
               f"{args.steps} steps")  # fmt: skip
         for name, values in rates.items():
@@ -234,6 +244,14 @@ def main() -> None:
             f"{statistics.median(ratios):.2f}; toolkit step {flops / 1e6:.0f} MFLOP at "
             f"{step_gflops:.1f} GFLOP/s (best round) = {step_gflops / gemm:.0%} of the "
             f"single-core GEMM"
+        )
+        cpu_best = max(cpu_rates["toolkit"])
+        print(
+            f"per CPU-second: toolkit {statistics.median(cpu_rates['toolkit']):.0f}, torch "
+            f"{statistics.median(cpu_rates['torch']):.0f} samples/s, ratio "
+            f"{statistics.median(cpu_rates['toolkit']) / statistics.median(cpu_rates['torch']):.2f}"
+            f"; toolkit step {flops * cpu_best / args.batch / 1e9:.1f} GFLOP per CPU-second "
+            f"(best round) = {flops * cpu_best / args.batch / 1e9 / gemm:.0%} of the GEMM"
         )
     torch.set_num_threads(default_threads)
 

@@ -6,14 +6,16 @@ bar, Adam lr 1e-3); the PyTorch side is the loop a PyTorch user writes: tensors 
 with ``torch.from_numpy``, a shuffled index per epoch, ``zero_grad(set_to_none=True)``,
 the same network (its twin from ``bench/torch_twins.py``), batch size and optimizer, with
 none of the toolkit's logging. Each mode alternates epochs of the two (after a pause that
-lets spinning worker threads go idle):
+lets spinning worker threads go idle; ``--torch-passive`` makes PyTorch's idle OpenMP
+workers sleep instead, which matters on a machine that other jobs keep busy):
 
 * ``1``, ``2``: equal threads (toolkit ``threads=N``; ``torch.set_num_threads(N)``);
 * ``default``: both on their defaults (toolkit ``threads=None``: every core; PyTorch's own
   thread count, untouched).
 
-Prints one JSON line per model and mode: samples/s (median epoch) of each side and the
-ratio toolkit / PyTorch.
+Prints one JSON line per model and mode: samples/s (median epoch, wall clock) of each side
+and the ratio toolkit / PyTorch, and the same per CPU-second of the process (the steadier
+estimate on a machine that other jobs keep busy; it counts spinning workers too).
 
     uv run python bench/epochs_vs_torch.py --models mlp cnn autoencoder resnet \\
         --modes 1 2 default --epochs 3
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -103,7 +106,8 @@ def bench(name: str, mode: str, data, epochs: int, batch_size: int, seed: int) -
         ),  # fmt: skip
     }
     times = epoch_seconds(runners, epochs)
-    rates = {k: len(train.x) / statistics.median(v) for k, v in times.items()}
+    rates = {k: len(train.x) / statistics.median(w for w, _ in v) for k, v in times.items()}
+    cpu_rates = {k: len(train.x) / statistics.median(c for _, c in v) for k, v in times.items()}
     return {
         "model": name,
         "mode": mode,
@@ -113,7 +117,13 @@ def bench(name: str, mode: str, data, epochs: int, batch_size: int, seed: int) -
         "toolkit_samples_per_s": round(rates["toolkit"]),
         "pytorch_samples_per_s": round(rates["pytorch"]),
         "ratio": round(rates["toolkit"] / rates["pytorch"], 3),
-        "epoch_s": {k: [round(s, 2) for s in v] for k, v in times.items()},
+        "toolkit_samples_per_cpu_s": round(cpu_rates["toolkit"]),
+        "pytorch_samples_per_cpu_s": round(cpu_rates["pytorch"]),
+        "cpu_ratio": round(cpu_rates["toolkit"] / cpu_rates["pytorch"], 3),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "load_avg": os.getloadavg()[0],
+        "epoch_s": {k: [round(w, 2) for w, _ in v] for k, v in times.items()},
+        "epoch_cpu_s": {k: [round(c, 2) for _, c in v] for k, v in times.items()},
     }
 
 
@@ -125,7 +135,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--samples", type=int, default=None, help="training samples per epoch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--torch-passive",
+        action="store_true",
+        help="OMP_WAIT_POLICY=PASSIVE for PyTorch: its idle OpenMP workers sleep instead of "
+        "spinning (on a busy machine spinning workers slow multi-threaded PyTorch many times)",
+    )
     args = parser.parse_args()
+    if args.torch_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read when torch starts its OpenMP pool
 
     import torch
 

@@ -91,19 +91,24 @@ class Runner(Protocol):
 
 def epoch_seconds(
     runners: dict[str, Runner], epochs: int, pause_s: float = 0.5
-) -> dict[str, list[float]]:
+) -> dict[str, list[tuple[float, float]]]:
     """Train every runner ``epochs`` epochs, alternating between them epoch by epoch so that
     all see the same machine load, with ``pause_s`` between epochs (spinning OpenMP/BLAS
-    workers of the previous one go idle); returns each one's seconds per epoch."""
-    times: dict[str, list[float]] = {name: [] for name in runners}
+    workers of the previous one go idle); returns each one's (wall, CPU) seconds per
+    epoch. CPU seconds are the process's (all its threads'): on a machine that other jobs
+    keep busy they estimate what one thread's epoch costs far more steadily than the wall
+    clock, which counts the time the scheduler gave to others."""
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
     for _ in range(epochs):
         for name, runner in runners.items():
             time.sleep(pause_s)
-            times[name].append(runner.epoch())
+            cpu = time.process_time()
+            wall = runner.epoch()
+            times[name].append((wall, time.process_time() - cpu))
     return times
 
 
 def median_epoch_seconds(runners: dict[str, Runner], epochs: int) -> dict[str, float]:
-    """:func:`epoch_seconds` summarised as each runner's median seconds per epoch."""
+    """:func:`epoch_seconds` summarised as each runner's median wall seconds per epoch."""
     times = epoch_seconds(runners, epochs)
-    return {name: statistics.median(seconds) for name, seconds in times.items()}
+    return {name: statistics.median(w for w, _ in seconds) for name, seconds in times.items()}
