@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -132,8 +133,32 @@ def test_a_failing_slurm_job_leaves_a_failed_child_and_a_nonzero_sweep_exit(mixe
 
 # --- scancel mid-run, then resume the sweep ---------------------------------------------------
 
-# ~1 s per epoch here: long enough to cancel a job between its first and last epoch
-SLOW = [*TINY, STORE, "dataset.n_per_class=8000", "trainer.epochs=4"]
+# A job slow enough to be cancelled between its first and last epoch without using CPU:
+# its hidden activations sleep during training (~1.2 s an epoch), longer than a cancelled
+# job still runs (submitit ignores scancel's SIGTERM; SIGKILL follows ~4 s later).
+SLEEPY_RELU = textwrap.dedent(
+    """
+    import time
+
+    from toolkit.nn.activations import ReLU
+    from toolkit.registry import activations
+
+
+    @activations.register("sleepy_relu")
+    class SleepyReLU(ReLU):
+        kind = "sleepy_relu"
+
+        def forward(self, x, training=False):
+            if training:
+                time.sleep(0.01)
+            return super().forward(x, training)
+    """
+)
+EPOCHS = 8
+SLOW = [
+    *TINY, STORE, "model.activation=sleepy_relu", "dataset.n_per_class=2000",
+    f"trainer.epochs={EPOCHS}",
+]  # fmt: skip
 SWEEP_DIR = "multirun/study/1"  # where trainer.resume=true looks for finished jobs
 
 
@@ -153,11 +178,12 @@ def final_state(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return json.loads((run_dir / "metrics.json").read_text()), arrays
 
 
-def cancel_when(sweep_dir: Path, job: int, epoch: int, timeout: float = 180) -> str:
-    """scancel array task ``job`` once its epoch checkpoint reaches ``epoch``; returns the
-    task's SLURM id (``<array>_<task>``)."""
+def cancel_when(sweep, sweep_dir: Path, job: int, epoch: int, timeout: float = 180) -> str:
+    """scancel array task ``job`` of the running ``sweep`` once its epoch checkpoint
+    reaches ``epoch``; returns the task's SLURM id (``<array>_<task>``)."""
     deadline = time.monotonic() + timeout
     while checkpoint_epoch(sweep_dir / str(job) / "checkpoint_last.npz") < epoch:
+        assert sweep.poll() is None, sweep.stderr.read()[-3000:]
         assert time.monotonic() < deadline, f"job {job} never reached epoch {epoch}"
         time.sleep(0.05)
     task = next(t for t in array_tasks(sweep_dir) if t.endswith(f"_{job}"))
@@ -172,6 +198,9 @@ def cancelled_sweep(slurm, tmp_path_factory):
     after the cancelled sweep ended."""
     folder = tmp_path_factory.mktemp("slurm-cancel")
     (folder / "reference").mkdir()
+    (folder / "plugins").mkdir()
+    (folder / "plugins" / "sleepy_relu.py").write_text(SLEEPY_RELU)
+    slurm = {**slurm, "TOOLKIT_PLUGINS": str(folder / "plugins")}
     reference = toolkit(
         *SLOW, "seed=1", "logger=none", "hydra.run.dir=out", cwd=folder / "reference",
         env=slurm, wait=False,
@@ -179,7 +208,7 @@ def cancelled_sweep(slurm, tmp_path_factory):
     sweep = toolkit(*SLURM, *SLOW, f"hydra.sweep.dir={SWEEP_DIR}", "seed=0,1", cwd=folder,
                     env=slurm, wait=False)  # fmt: skip
     sweep_dir = folder / SWEEP_DIR
-    task = cancel_when(sweep_dir, job=1, epoch=1)
+    task = cancel_when(sweep, sweep_dir, job=1, epoch=1)
     _, stderr = sweep.communicate(timeout=300)
     assert reference.wait(timeout=300) == 0, reference.stderr.read()[-3000:]
     parent, children = children_of(client(folder), sweep_dir)
@@ -190,6 +219,7 @@ def cancelled_sweep(slurm, tmp_path_factory):
         "parent": parent.info.status,
         "children": {name: run.info.status for name, run in children.items()},
         "run_ids": {name: run.info.run_id for name, run in children.items()},
+        "epoch": checkpoint_epoch(sweep_dir / "1" / "checkpoint_last.npz"),
     }
     return folder, after_cancel
 
@@ -202,6 +232,7 @@ def test_a_cancelled_slurm_job_fails_the_sweep_and_leaves_its_parent_killed(canc
         line for line in jobcomp.splitlines()
         if f"ArrayJobId={array_id} " in line and f"ArrayTaskId={index} " in line
     )  # fmt: skip
+    assert 1 <= after["epoch"] < EPOCHS  # killed mid-run, after its first epoch
     assert after["exit"] != 0
     assert after["parent"] == "KILLED", after["stderr"][-3000:]
     assert after["children"]["seed=0"] == "FINISHED"
@@ -221,6 +252,7 @@ def test_a_cancelled_slurm_job_leaves_no_running_child(cancelled_sweep):
 
 def test_resuming_the_sweep_retrains_only_the_cancelled_job_bit_identically(cancelled_sweep, slurm):
     folder, after = cancelled_sweep
+    slurm = {**slurm, "TOOLKIT_PLUGINS": str(folder / "plugins")}
     sweep_dir = folder / SWEEP_DIR
     before = set(array_tasks(sweep_dir))
     result = toolkit(*SLURM, *SLOW, f"hydra.sweep.dir={SWEEP_DIR}", "seed=0,1",
@@ -229,7 +261,7 @@ def test_resuming_the_sweep_retrains_only_the_cancelled_job_bit_identically(canc
     assert "sweep: 2 of 2 jobs finished" in result.stderr
     logs = {t[-1]: log for t, log in array_tasks(sweep_dir).items() if t not in before}
     assert "skipped: job seed=0 already finished" in logs["0"]
-    assert "resuming from" in logs["1"] and "after epoch" in logs["1"]
+    assert f"after epoch {after['epoch']}" in logs["1"]  # resumed where it was killed
 
     parent, children = children_of(client(folder), sweep_dir)
     assert parent.info.status == "FINISHED"
@@ -237,9 +269,9 @@ def test_resuming_the_sweep_retrains_only_the_cancelled_job_bit_identically(canc
     resumed = children["seed=1"]
     assert resumed.info.status == "FINISHED"
     steps = client(folder).get_metric_history(resumed.info.run_id, "train/loss")
-    assert sorted({m.step for m in steps}) == [1, 2, 3, 4]
+    assert sorted({m.step for m in steps}) == list(range(1, EPOCHS + 1))
     finished = client(folder).get_metric_history(children["seed=0"].info.run_id, "train/loss")
-    assert [m.step for m in finished] == [1, 2, 3, 4]  # not trained again
+    assert [m.step for m in finished] == list(range(1, EPOCHS + 1))  # not trained again
 
     metrics, arrays = final_state(sweep_dir / "1")
     ref_metrics, ref_arrays = final_state(folder / "reference" / "out")

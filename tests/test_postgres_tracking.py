@@ -1,0 +1,136 @@
+"""A shared tracking server as a lab runs one: PostgreSQL (a fresh cluster on 127.0.0.1,
+tests/postgres_server.py) behind ``mlflow server --serve-artifacts``, and sweeps through
+the joblib and SLURM launchers logging to it over HTTP.
+
+The jobs run in a folder of their own, the server in another with its artifacts
+destination: every param, metric, figure, checkpoint and pyfunc model reaches the server
+through its REST API (``mlflow-artifacts:/`` URIs), so jobs need no filesystem in common
+with it. Each sweep is two tiny jobs (spirals, one epoch, the pyfunc model logged).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.mlflow_server import running_server
+from tests.postgres_server import missing_postgres, running_postgres
+from tests.slurm_cluster import missing_packages, running_cluster
+
+NO_POSTGRES = missing_postgres()
+NO_SLURM = missing_packages()
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(NO_POSTGRES is not None, reason=f"no PostgreSQL: {NO_POSTGRES}"),
+]
+JOBS = ["+model=mlp", "dataset=spirals", "trainer.epochs=1", "trainer.progress=false"]
+ARTIFACTS = {"config_resolved.yaml", "metrics.json", "checkpoint", "figures"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """(URL of an ``mlflow server`` on PostgreSQL with served artifacts, the server's
+    artifacts destination)."""
+    folder = tmp_path_factory.mktemp("tracking-server")
+    destination = folder / "artifact-store"
+    with (
+        running_postgres() as database,
+        running_server(folder, database, destination, workers=2) as url,
+    ):
+        yield url, destination
+
+
+def sweep(*args: str, cwd: Path, env: dict | None = None):
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit", "-m", *args, *JOBS, "hydra.sweep.dir=sweep"],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+
+
+def assert_recorded_through_the_server(url: str, destination: Path, jobs_dir: Path) -> None:
+    """Every job of the sweep in ``jobs_dir`` is a FINISHED child of its parent with
+    params, per-epoch metrics and all artifacts, stored under the server's destination."""
+    import mlflow
+
+    client = mlflow.MlflowClient(url)
+    info = json.loads((jobs_dir / "sweep" / "sweep.json").read_text())
+    assert info["tracking_uri"] == url
+    children = client.search_runs(
+        [info["experiment_id"]], f"tags.mlflow.parentRunId = '{info['parent_run_id']}'"
+    )
+    assert {c.info.run_name for c in children} == {"seed=0", "seed=1"}
+    assert client.get_run(info["parent_run_id"]).info.status == "FINISHED"
+    for run in children:
+        run_id = run.info.run_id
+        assert run.info.status == "FINISHED"
+        assert run.data.params["seed"] == run.info.run_name.split("=")[1]
+        assert [m.step for m in client.get_metric_history(run_id, "val/acc")] == [1]
+        assert "test/acc" in run.data.metrics
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # proxied, not a path
+        assert {a.path for a in client.list_artifacts(run_id)} >= ARTIFACTS
+        figures = {a.path for a in client.list_artifacts(run_id, "figures")}
+        assert {"figures/learning_curves.png", "figures/decision_boundary.png"} <= figures
+        stored = list(destination.glob(f"**/{run_id}/artifacts/checkpoint/checkpoint.npz"))
+        assert len(stored) == 1  # on the server's disk, uploaded over HTTP
+        job_dir = next(
+            p.parent for p in (jobs_dir / "sweep").glob("*/job_result.json")
+            if json.loads(p.read_text())["run_id"] == run_id
+        )  # fmt: skip
+        assert stored[0].read_bytes() == (job_dir / "checkpoint.npz").read_bytes()
+        (logged,) = client.search_logged_models(
+            [info["experiment_id"]], f"source_run_id = '{run_id}'"
+        )  # MLflow 3 keeps a run's models beside its artifacts, as LoggedModels
+        assert logged.name == "model"
+        assert logged.artifact_location.startswith("mlflow-artifacts:/")
+        assert list(destination.glob(f"**/{logged.model_id}/artifacts/MLmodel"))
+        download = jobs_dir / "downloaded" / run_id
+        download.mkdir(parents=True)
+        local = mlflow.artifacts.download_artifacts(
+            f"runs:/{run_id}/model", dst_path=str(download), tracking_uri=url
+        )
+        model = mlflow.pyfunc.load_model(local)
+        probabilities = model.predict(np.zeros((3, 2), dtype=np.float32))
+        assert probabilities.shape == (3, 2)
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_a_joblib_sweep_logs_everything_through_a_postgres_backed_server(server, tmp_path):
+    url, destination = server
+    jobs_dir = tmp_path / "jobs"  # no file in common with the server's folder
+    result = sweep(
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
+        f"logger.tracking_uri={url}", "logger.experiment=postgres-joblib", cwd=jobs_dir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert_recorded_through_the_server(url, destination, jobs_dir)
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    if NO_SLURM is not None:
+        pytest.skip(f"no SLURM cluster: {NO_SLURM}")
+    with running_cluster() as env:
+        yield env
+
+
+def test_a_slurm_sweep_logs_everything_through_a_postgres_backed_server(server, slurm, tmp_path):
+    url, destination = server
+    jobs_dir = tmp_path / "jobs"
+    result = sweep(
+        "hydra/launcher=slurm", "hydra.launcher.mem_gb=1", "seed=0,1",
+        f"logger.tracking_uri={url}", "logger.experiment=postgres-slurm", cwd=jobs_dir, env=slurm,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert len(list((jobs_dir / "sweep" / ".submitit").glob("*_*/*_log.err"))) == 2
+    assert_recorded_through_the_server(url, destination, jobs_dir)
