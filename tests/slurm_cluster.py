@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import shutil
 import signal
@@ -41,6 +42,7 @@ DAEMONS = ("slurmctld", "slurmd")
 PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
 START_TIMEOUT_S = 90
 MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
+_USES = itertools.count()
 
 SACCT = '''#!/usr/bin/env python3
 """sacct for a cluster without slurmdbd: ended jobs from jobcomp/filetxt, others from squeue.
@@ -270,7 +272,7 @@ def _live_users(folder: Path) -> list[Path]:
     alive = []
     for path in users.iterdir():
         try:
-            os.kill(int(path.name), 0)
+            os.kill(int(path.name.split("-")[0]), 0)
             alive.append(path)
         except (OSError, ValueError):
             path.unlink(missing_ok=True)
@@ -281,7 +283,7 @@ def _live_users(folder: Path) -> list[Path]:
 def running_cluster(folder: Path = DEFAULT_DIR) -> Iterator[dict[str, str]]:
     """A running cluster while the block runs; yields :func:`slurm_env`. Starts it unless
     one is up in ``folder``; the last user stops a cluster that a user started."""
-    me = folder / "users" / str(os.getpid())
+    me = folder / "users" / f"{os.getpid()}-{next(_USES)}"  # one process may nest uses
     with _locked(folder):
         _live_users(folder)
         if not is_running(folder):
