@@ -9,9 +9,8 @@ from hydra import compose, initialize_config_dir
 
 from tests.conftest import requires_mnist
 from toolkit.app.config_store import register_configs
-from toolkit.app.job import build_job, fit_and_test
-from toolkit.app.transfer import checkpoint_file, head_path, load_pretrained
-from toolkit.data import ArrayData, load_dataset
+from toolkit.app.transfer import checkpoint_file, head_path, load_pretrained, start_from
+from toolkit.data import ArrayData, load_dataset, split_dataset
 from toolkit.models import ModelSpec, build_model
 from toolkit.registry import ConfigError, losses, optimizers
 from toolkit.train import Trainer, save_checkpoint
@@ -111,28 +110,40 @@ def test_mnist_classes_relabels_a_subset_of_the_digits(cache_dir):
 
 @requires_mnist
 def test_transfer_config_freezes_the_backbone_of_a_pretrained_cnn(tmp_path, cache_dir):
+    """``transfer=frozen`` composed by Hydra, applied by :func:`start_from` (the call the
+    run lifecycle makes): the convolutions keep the source's weights, the rest trains on
+    the cached outputs of the frozen prefix."""
     source = build_model(ModelSpec("cnn", (1, 28, 28), 5, SMALL_CNN), seed=3)
     checkpoint = save_checkpoint(tmp_path / "source.npz", source, {})
     register_configs()
     overrides = [
         "+model=cnn",
-        "model.channels=[4,8]",
-        "model.hidden=16",
         "dataset=mnist_classes",
         "dataset.classes=[5,6,7,8,9]",
         "dataset.train_samples=200",
         "transfer=frozen",
         f"transfer.init_from={checkpoint}",
-        "trainer.epochs=1",
-        "trainer.progress=false",
         "logger=none",
     ]
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        job = build_job(compose("config", overrides=overrides))
-    metrics = fit_and_test(job)
-    assert 0.0 <= metrics["test/acc"] <= 1.0
-    trained, pretrained = model_arrays(job.model), model_arrays(source)
+        cfg = compose("config", overrides=overrides)
+    dataset = load_dataset("mnist_classes", classes=[5, 6, 7, 8, 9], train_samples=200)
+    splits = split_dataset(dataset, train=0.9, val=0.1)
+    model = build_model(ModelSpec("cnn", (1, 28, 28), 5, SMALL_CNN), seed=0)
+    optimizer = optimizers.build("adam", model, lr=0.001)
+    plan = start_from(cfg, model, optimizer, splits, normalization=dataset.normalization)
+    assert plan.record["frozen"][0] == "0.conv2d.W"
+    assert plan.record["cached_prefix"] == [f"{i}.{k}" for i, k in enumerate(PREFIX_KINDS)]
+    assert plan.splits.train.x.shape == (len(splits.train), 8 * 7 * 7)
+    trainer = Trainer(
+        plan.model, losses.build("cross_entropy"), optimizer, epochs=1, progress=False
+    )
+    trainer.fit(plan.splits.train, plan.splits.val)
+    assert 0.0 <= trainer.evaluate(plan.splits.test)["test/acc"] <= 1.0
+    trained, pretrained = model_arrays(model), model_arrays(source)
     for key in trained:
         frozen = key.startswith(tuple(f"param/{path}/" for path in BACKBONE))
         assert np.array_equal(trained[key], pretrained[key]) == frozen, key
-    assert job.checkpoint_meta()["transfer"]["frozen"][0] == "0.conv2d.W"
+
+
+PREFIX_KINDS = ["conv2d", "relu", "maxpool2d", "conv2d", "relu", "maxpool2d", "flatten"]
