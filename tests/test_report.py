@@ -370,6 +370,11 @@ def test_activation_pairs_heatmap_has_first_activation_rows_and_second_columns(s
                 mean -= 0.001  # only seed 0 finished
             assert cells[(col, row)] == f"{mean:.2%}"
     assert "bars_test_acc" in drawn
+    bars = drawn["bars_test_acc"].axes[0]
+    values = [text.get_text() for text in bars.texts]
+    assert values[0].startswith("95.00% †\n± ") and values[-1].startswith("97.40% best\n± ")
+    assert "†" not in values[6]  # tanh,relu: not distinguishable from the best
+    assert "†: differs from the best (Holm p < 0.05)" in bars.get_title()
 
 
 # --- (b) curves: optimizers ---------------------------------------------------------------

@@ -62,6 +62,7 @@ def bar_chart(
     ylabel: str = "",
     fmt: str = "{:.3g}",
     xlabel: str = "",
+    marks: Sequence[str] | None = None,
 ) -> Figure:
     """One bar per configuration with its value written above it.
 
@@ -72,11 +73,15 @@ def bar_chart(
         stds: N standard deviations, drawn as error bars and written under the mean as "± std".
         fmt: format of the written values, e.g. ``"{:.2%}"`` for accuracy (which also gives
             percent y ticks).
+        marks: N short marks written after each value ("best", "†" for a configuration
+            that differs from the best; "" for none).
     """
     means_array = np.asarray(means, dtype=np.float64)
     errors = None if stds is None else np.asarray(stds, dtype=np.float64)
     if len(labels) != len(means_array) or (errors is not None and len(errors) != len(labels)):
         raise ValueError("labels, means and stds must have the same length")
+    if marks is not None and len(marks) != len(labels):
+        raise ValueError(f"{len(marks)} marks for {len(labels)} bars")
     fig = new_figure(max(4.5, 0.9 * len(labels) + 2.0), 4.0)
     ax = fig.add_subplot()
     positions = np.arange(len(labels))
@@ -84,6 +89,8 @@ def bar_chart(
     tops = means_array if errors is None else means_array + errors
     for i, (x, top) in enumerate(zip(positions, tops, strict=True)):
         text = fmt.format(means_array[i])
+        if marks is not None and marks[i]:
+            text += f" {marks[i]}"
         if errors is not None:
             text += f"\n± {fmt.format(errors[i])}"
         ax.annotate(

@@ -11,8 +11,14 @@ import re
 from typing import TYPE_CHECKING
 
 from toolkit.analysis.report.runs import StudyData
-from toolkit.analysis.report.stats import ConfigRow, aggregate, higher_is_better, mean_history
-from toolkit.analysis.report.tables import config_label, has_seeds, value_label
+from toolkit.analysis.report.stats import (
+    ALPHA,
+    ConfigRow,
+    aggregate,
+    higher_is_better,
+    mean_history,
+)
+from toolkit.analysis.report.tables import DISTINCT_MARK, config_label, has_seeds, value_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -67,15 +73,24 @@ def _bars(study: StudyData, rows: list[ConfigRow], metric: str) -> Figure:
     from toolkit.viz import bar_chart
 
     seeds = has_seeds(rows, metric)
+    tested = any(row.versus_best is not None for row in rows)
+    note = f"; {DISTINCT_MARK}: differs from the best (Holm p < {ALPHA:g})" if tested else ""
     return bar_chart(
         [" / ".join(value_label(v) for v in row.config.values()) or "all runs" for row in rows],
         [row.stats[metric].mean for row in rows],
         [row.stats[metric].std for row in rows] if seeds else None,
-        title=f"{study.name}: {metric}{over_seeds(rows, metric, 'mean ± std')}",
+        title=f"{study.name}: {metric}{over_seeds(rows, metric, 'mean ± std')}{note}",
         xlabel=" / ".join(study.config_keys),
         ylabel=metric,
         fmt=_fmt(metric),
+        marks=[_mark(row) for row in rows] if tested else None,
     )
+
+
+def _mark(row: ConfigRow) -> str:
+    if row.best:
+        return "best"
+    return DISTINCT_MARK if row.versus_best is not None and row.versus_best.distinct else ""
 
 
 def _grid_axes(study: StudyData, rows: list[ConfigRow]) -> tuple[dict, str, str] | None:
