@@ -164,3 +164,29 @@ def test_batchnorm_on_channel_major_images_matches_the_nchw_path(training, threa
         results.append((y, dx, *state))
     for general, rows in zip(*results, strict=True):
         np.testing.assert_allclose(rows, general, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("channel_major", [False, True])
+@pytest.mark.parametrize("relu", [False, True])
+def test_the_2x2_max_pool_fast_path_matches_the_general_one(threads, channel_major, relu):
+    """The pairs path (contiguous passes, strided only at the end) picks the same window
+    element as the general k*k loop, ties included, and routes the same gradient."""
+    from toolkit.nn.pool import MaxPool2d
+
+    rng = np.random.default_rng(4)
+    x = np.round(rng.standard_normal((6, 3, 8, 10)) * 2).astype(np.float32)  # many ties
+    x[0] = 0.0
+    if channel_major:
+        x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    dy = rng.standard_normal((6, 3, 4, 5)).astype(np.float32)
+    layer = MaxPool2d(2)
+    layer.build((3, 8, 10), rng, np.dtype(np.float32))
+    with parallel.using_threads(threads):
+        fast_y = layer.forward_relu(x) if relu else layer.forward(x)
+        fast_dx = layer.backward(dy)
+    layer._pairs = False
+    general_y = layer.forward(np.maximum(x, 0) if relu else x)
+    general_dx = layer.backward(dy * (general_y > 0) if relu else dy)
+    np.testing.assert_array_equal(fast_y, general_y)
+    np.testing.assert_array_equal(fast_dx, general_dx)
