@@ -1,7 +1,8 @@
 """The report as one self-contained HTML page (``report.html``): the same title, table and
 sentences as ``report.md``, with the figures inline as base64 PNG, so MLflow's artifact
-viewer (which shows HTML in a sandboxed frame that cannot load sibling artifacts) and a
-browser opening the file alone both show everything."""
+view (MLflow 3 loads an HTML artifact into an iframe from a ``blob:`` URL, where relative
+links to sibling artifacts do not resolve) and a browser opening the file alone both show
+everything."""
 
 from __future__ import annotations
 
