@@ -30,6 +30,7 @@ pytestmark = [
     pytest.mark.skipif(NO_POSTGRES is not None, reason=f"no PostgreSQL: {NO_POSTGRES}"),
 ]
 JOBS = ["+model=mlp", "dataset=spirals", "trainer.epochs=1", "trainer.progress=false"]
+SERVER = pytest.mark.xdist_group("postgres-server")  # one worker: one server for both
 ARTIFACTS = {"config_resolved.yaml", "metrics.json", "checkpoint", "figures"}
 
 
@@ -56,6 +57,19 @@ def sweep(*args: str, cwd: Path, env: dict | None = None):
         text=True,
         timeout=400,
     )
+
+
+def load_pyfunc(url: str, model_uri: str):
+    """``mlflow.pyfunc.load_model`` from the server at ``url`` (MLflow resolves a run's
+    model through the process's tracking URI)."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(url)
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 def assert_recorded_through_the_server(url: str, destination: Path, jobs_dir: Path) -> None:
@@ -94,17 +108,13 @@ def assert_recorded_through_the_server(url: str, destination: Path, jobs_dir: Pa
         assert logged.name == "model"
         assert logged.artifact_location.startswith("mlflow-artifacts:/")
         assert list(destination.glob(f"**/{logged.model_id}/artifacts/MLmodel"))
-        download = jobs_dir / "downloaded" / run_id
-        download.mkdir(parents=True)
-        local = mlflow.artifacts.download_artifacts(
-            f"runs:/{run_id}/model", dst_path=str(download), tracking_uri=url
-        )
-        model = mlflow.pyfunc.load_model(local)
+        model = load_pyfunc(url, f"runs:/{run_id}/model")
         probabilities = model.predict(np.zeros((3, 2), dtype=np.float32))
         assert probabilities.shape == (3, 2)
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@SERVER
 def test_a_joblib_sweep_logs_everything_through_a_postgres_backed_server(server, tmp_path):
     url, destination = server
     jobs_dir = tmp_path / "jobs"  # no file in common with the server's folder
@@ -124,6 +134,7 @@ def slurm():
         yield env
 
 
+@SERVER
 def test_a_slurm_sweep_logs_everything_through_a_postgres_backed_server(server, slurm, tmp_path):
     url, destination = server
     jobs_dir = tmp_path / "jobs"

@@ -85,6 +85,10 @@ def array_tasks(sweep_dir: Path) -> dict[str, str]:
 # --- a sweep with a failing job: one parent, a child per job ---------------------------------
 
 
+# One worker runs all tests of a module fixture's sweep (pytest -n 2 --dist loadgroup).
+MIXED, CANCEL = pytest.mark.xdist_group("slurm-mixed"), pytest.mark.xdist_group("slurm-cancel")
+
+
 @pytest.fixture(scope="module")
 def mixed_sweep(slurm, tmp_path_factory):
     """Two jobs as one array: one trains, one diverges (lr 1e30)."""
@@ -96,6 +100,7 @@ def mixed_sweep(slurm, tmp_path_factory):
     return folder, result
 
 
+@MIXED
 def test_every_slurm_job_is_a_child_run_with_params_metrics_and_artifacts(mixed_sweep):
     folder, result = mixed_sweep
     sweep_dir = folder / "sweep"
@@ -119,6 +124,7 @@ def test_every_slurm_job_is_a_child_run_with_params_metrics_and_artifacts(mixed_
     assert (sweep_dir / "summary.md").is_file() and (sweep_dir / "report" / "report.md").is_file()
 
 
+@MIXED
 def test_a_failing_slurm_job_leaves_a_failed_child_and_a_nonzero_sweep_exit(mixed_sweep):
     folder, result = mixed_sweep
     assert result.returncode == 1, result.stderr[-3000:]
@@ -224,6 +230,7 @@ def cancelled_sweep(slurm, tmp_path_factory):
     return folder, after_cancel
 
 
+@CANCEL
 def test_a_cancelled_slurm_job_fails_the_sweep_and_leaves_its_parent_killed(cancelled_sweep):
     folder, after = cancelled_sweep
     jobcomp = Path(slurm_env()["TOOLKIT_SLURM_JOBCOMP"]).read_text()
@@ -239,6 +246,7 @@ def test_a_cancelled_slurm_job_fails_the_sweep_and_leaves_its_parent_killed(canc
     assert not (folder / SWEEP_DIR / "1" / "job_result.json").exists()
 
 
+@CANCEL
 @pytest.mark.xfail(
     strict=True,
     reason="a SLURM job killed by scancel (SIGTERM, then SIGKILL after KillWait) leaves its "
@@ -250,6 +258,7 @@ def test_a_cancelled_slurm_job_leaves_no_running_child(cancelled_sweep):
     assert after["children"]["seed=1"] in {"KILLED", "FAILED"}
 
 
+@CANCEL
 def test_resuming_the_sweep_retrains_only_the_cancelled_job_bit_identically(cancelled_sweep, slurm):
     folder, after = cancelled_sweep
     slurm = {**slurm, "TOOLKIT_PLUGINS": str(folder / "plugins")}
