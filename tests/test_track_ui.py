@@ -124,9 +124,12 @@ def test_settings_in_use_are_kept():
         "trainer.early_stopping.enabled": "True",
     }
     assert ui.irrelevant_params(params, probe=True) == set()
-    # without flags: a probe kind other than none counts as a probe, init_from as transfer
-    assert ui.irrelevant_params(params) == set()
-    assert "probe.lr" in ui.irrelevant_params(params | {"probe.kind": "none"})
+    # without flags: an autoencoder with a probe kind other than none has a probe, a set
+    # init_from means transfer
+    autoencoder = params | {"model.name": "conv_autoencoder"}
+    assert ui.irrelevant_params(autoencoder) == set()
+    assert "probe.lr" in ui.irrelevant_params(autoencoder | {"probe.kind": "none"})
+    assert "probe.lr" in ui.irrelevant_params(params | {"model.name": "mlp"})  # no encoder
     assert "transfer.freeze" in ui.irrelevant_params(params, transfer=False)
 
 

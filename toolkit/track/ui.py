@@ -156,7 +156,9 @@ def irrelevant_params(
     Args:
         params: the run's params, e.g. from :func:`readable_params` plus ``choice/<group>``.
         probe: whether a latent probe ran (a model with an encoder and ``probe.kind`` not
-            ``none``); None decides from ``probe.kind`` alone.
+            ``none``); None decides from the params: ``probe.kind`` not ``none`` and a model
+            named ``*autoencoder*`` (``model.name`` or ``choice/model``). Pass it for any
+            other model with an encoder.
         transfer: whether the model started from pretrained weights; None decides from
             ``transfer.init_from`` (set) and ``choice/transfer`` (not ``scratch``).
 
@@ -165,7 +167,10 @@ def irrelevant_params(
     early-stopping settings but ``trainer.early_stopping.enabled`` when it is false.
     """
     if probe is None:
-        probe = params.get(f"{PROBE_PREFIX}kind", "none") not in NONE_TEXTS
+        model = params.get("model.name", params.get("choice/model", ""))
+        probe = params.get(f"{PROBE_PREFIX}kind", "none") not in NONE_TEXTS and (
+            "autoencoder" in model
+        )
     if transfer is None:
         transfer = (
             params.get(f"{TRANSFER_PREFIX}init_from", "None") not in NONE_TEXTS
