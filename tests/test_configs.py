@@ -23,7 +23,7 @@ def composed(*overrides: str):
 OPTIONS = [
     (group, option)
     for group in config_groups(CONF)
-    if group not in ("experiment", "hparams_search")
+    if group not in ("experiment", "hparams_search", "architecture")  # architecture: via model
     for option in group_options(CONF, group)
 ]
 
@@ -148,9 +148,13 @@ def test_node_defaults_come_from_the_components():
 
     from toolkit.analysis.latent_probe import ProbeSettings
     from toolkit.data import split_dataset
-    from toolkit.train import EarlyStopping
+    from toolkit.train import EarlyStopping, Trainer
 
     cfg = composed("+model=mlp", "seed=7")
+    trainer = inspect.signature(Trainer).parameters
+    for key in ("batch_size", "progress", "log_grad_norms", "threads"):
+        assert cfg.trainer[key] == trainer[key].default, key
+    assert composed("+model=resnet18").trainer.epochs == trainer["epochs"].default
     stopping = inspect.signature(EarlyStopping).parameters
     for key, value in cfg.trainer.early_stopping.items():
         if key != "enabled":

@@ -1,13 +1,13 @@
 """Typed config nodes for the groups that are not registries: ``trainer``, ``logger``,
 ``split``, ``augment`` and ``probe``, and their presets.
 
-Every default lives once, in the component that uses it: early stopping's in
-``EarlyStopping.__init__``, the split fractions in ``split_dataset``, the augmentation
-probability in ``build_augmenter``, the probe's in ``ProbeSettings``; the nodes here are
-generated from them. They are structured configs (stored in Hydra's ConfigStore by
-:func:`toolkit.app.config_store.register_configs`), so a wrong type such as
-``trainer.epochs=ten``, ``probe.lr=fast`` or ``split.val=half`` fails with one line when
-Hydra composes, before any work; ranges are checked by :mod:`toolkit.app.validate`.
+Every default lives once, in the component that uses it: the trainer's in
+``Trainer.__init__``, early stopping's in ``EarlyStopping.__init__``, the split fractions
+in ``split_dataset``, the augmentation probability in ``build_augmenter``, the probe's in
+``ProbeSettings``; the nodes here are generated from them. They are structured configs
+(stored in Hydra's ConfigStore by :func:`toolkit.app.config_store.register_configs`), so
+a wrong type such as ``trainer.epochs=ten``, ``probe.lr=fast`` or ``split.val=half`` fails
+with one line when Hydra composes, before any work; :mod:`toolkit.app.validate` checks ranges.
 
 Presets of one component are instances of its node with some values changed, declared
 here (``split=70-30``, ``augment=light``, ``logger=none``) or, for registry entries, beside
@@ -27,7 +27,7 @@ from toolkit.analysis.latent_probe import ProbeSettings
 from toolkit.app.signature_nodes import node_from_signature
 from toolkit.app.transfer_settings import CONFIG_NODES as TRANSFER_NODES
 from toolkit.data import build_augmenter, split_dataset
-from toolkit.train import EarlyStopping
+from toolkit.train import EarlyStopping, Trainer
 
 # OmegaConf reads these annotations at runtime: Optional[...] rather than "X | None".
 # ruff: noqa: UP045
@@ -43,22 +43,26 @@ EarlyStoppingConfig = node_from_signature(
 SplitConfig = node_from_signature(split_dataset, "SplitConfig", defaults={"seed": SEED})
 
 
-@dataclasses.dataclass
-class TrainerConfig:
-    """``trainer``: how a job trains."""
-
-    epochs: int = 10
-    batch_size: int = 64
-    progress: bool = True  # a progress bar per epoch
-    log_grad_norms: bool = True  # per-layer gradient L2 norms each epoch
-    # BLAS threads; null: decided by the run (all cores for a single run, cores / parallel
-    # jobs for a sweep job); README "Threads"
-    threads: Optional[int] = None
-    objective: str = "val/acc"  # the metric a job returns (e.g. to an Optuna sweeper)
-    # true | <run dir> | <checkpoint.npz> | <MLflow run id>: continue a run from its last
-    # epoch checkpoint; in a sweep, skip the jobs that finished
-    resume: Any = False
-    early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
+# ``trainer``: how a job trains. The Trainer's own settings come from its signature
+# (epochs, batch_size, progress, log_grad_norms, threads: null = decided by the run, all
+# cores for a single run and cores / parallel jobs for a sweep job; README "Threads"),
+# then what the app adds: the metric a job returns (e.g. to an Optuna sweeper); resume
+# (true | <run dir> | <checkpoint.npz> | <MLflow run id>: continue a run from its last
+# epoch checkpoint; in a sweep, skip the jobs that finished); early stopping.
+TrainerConfig = node_from_signature(
+    Trainer,
+    "TrainerConfig",
+    only=("epochs", "batch_size", "progress", "log_grad_norms", "threads"),
+    last=[
+        ("objective", str, "val/acc"),
+        ("resume", Any, False),
+        (
+            "early_stopping",
+            EarlyStoppingConfig,
+            dataclasses.field(default_factory=EarlyStoppingConfig),
+        ),
+    ],
+)
 
 
 @dataclasses.dataclass

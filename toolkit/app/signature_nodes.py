@@ -67,14 +67,19 @@ def node_from_signature(
     class_name: str,
     first: list[tuple[str, type, Any]] | None = None,
     defaults: dict[str, Any] | None = None,
+    only: tuple[str, ...] | None = None,
+    last: list[tuple[str, type, Any]] | None = None,
 ) -> type:
     """A dataclass with ``first`` fields (name, type, default), then one field per keyword
-    parameter of ``target`` with its annotation's type and its default (``defaults``
-    replaces some, e.g. ``seed="${seed}"``)."""
+    parameter of ``target`` (those named in ``only``, if given) with its annotation's type
+    and its default (``defaults`` replaces some, e.g. ``seed="${seed}"``), then ``last``."""
     hints = type_hints(target)
     fields = [(name, kind, field_default(value)) for name, kind, value in first or []]
     for param in keyword_parameters(target):
+        if only is not None and param.name not in only:
+            continue
         value = MISSING if param.default is inspect.Parameter.empty else param.default
         value = (defaults or {}).get(param.name, value)
         fields.append((param.name, config_type(hints.get(param.name, Any)), field_default(value)))
+    fields += [(name, kind, field_default(value)) for name, kind, value in last or []]
     return dataclasses.make_dataclass(class_name, fields)
