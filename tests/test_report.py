@@ -363,12 +363,15 @@ def test_activation_pairs_heatmap_has_first_activation_rows_and_second_columns(s
     assert [t.get_text() for t in ax.get_yticklabels()] == ACTIVATIONS
     assert [t.get_text() for t in ax.get_xticklabels()] == ACTIVATIONS
     cells = {tuple(text.get_position()): text.get_text() for text in ax.texts}
+    distinct = {("relu", "relu"), ("relu", "sigmoid"), ("relu", "tanh"), ("sigmoid", "relu")}
     for row, first in enumerate(ACTIVATIONS):
         for col, second in enumerate(ACTIVATIONS):
             mean = pair_accuracy(first, second)
             if first == second == "sigmoid":
                 mean -= 0.001  # only seed 0 finished
-            assert cells[(col, row)] == f"{mean:.2%}"
+            mark = {True: "\n†", False: ""}[(first, second) in distinct]
+            mark = "\nbest" if first == second == "tanh" else mark
+            assert cells[(col, row)] == f"{mean:.2%}{mark}"
     assert "bars_test_acc" in drawn
     bars = drawn["bars_test_acc"].axes[0]
     values = [text.get_text() for text in bars.texts]

@@ -19,6 +19,7 @@ def heatmap(
     xlabel: str,
     ylabel: str,
     fmt: str = "{:.2%}",
+    marks: Sequence[Sequence[str]] | None = None,
 ) -> Figure:
     """A (rows x cols) grid of results with each value written in its cell.
 
@@ -28,6 +29,7 @@ def heatmap(
         row_labels: R labels (the y factor); col_labels: C labels (the x factor).
         fmt: format of the cell text, e.g. ``"{:.3f}"``; a percentage format also gives
             percent colour-bar ticks.
+        marks: (R, C) short marks written under each value ("best", "†"; "" for none).
     """
     values = np.asarray(values, dtype=np.float64)
     if values.shape != (len(row_labels), len(col_labels)):
@@ -35,6 +37,8 @@ def heatmap(
             f"values of shape {values.shape} for {len(row_labels)} rows x {len(col_labels)} columns"
         )
     rows, cols = values.shape
+    if marks is not None and [len(row) for row in marks] != [cols] * rows:
+        raise ValueError(f"marks must be {rows} rows of {cols}")
     fig = new_figure(max(4.5, 1.2 * cols + 2.5), max(3.5, 0.8 * rows + 1.8))
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
@@ -45,6 +49,8 @@ def heatmap(
             text, colour = "n/a", "black"
         else:
             text, colour = fmt.format(value), "white" if image.norm(value) < 0.5 else "black"
+        if marks is not None and marks[row][col]:
+            text += f"\n{marks[row][col]}"
         ax.text(col, row, text, ha="center", va="center", color=colour)
     set_category_ticks(ax, "x", col_labels)
     set_category_ticks(ax, "y", row_labels)

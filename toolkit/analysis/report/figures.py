@@ -118,17 +118,22 @@ def _heatmap(study: StudyData, rows: list[ConfigRow], metric: str) -> Figure | N
     row_values = list(dict.fromkeys(r for r, _ in cells))
     col_values = list(dict.fromkeys(c for _, c in cells))
     values = np.full((len(row_values), len(col_values)), np.nan)
+    marks = [[""] * len(col_values) for _ in row_values]
     for (r, c), row in cells.items():
         if metric in row.stats:
             values[row_values.index(r), col_values.index(c)] = row.stats[metric].mean
+            marks[row_values.index(r)][col_values.index(c)] = _mark(row)
+    tested = any(row.versus_best is not None for row in cells.values())
+    note = f"\n{DISTINCT_MARK}: differs from the best (Holm p < {ALPHA:g})" if tested else ""
     return heatmap(
         values,
         [value_label(v) for v in row_values],
         [value_label(v) for v in col_values],
-        title=f"{study.name}: {metric}{over_seeds(list(cells.values()), metric, 'mean')}",
+        title=f"{study.name}: {metric}{over_seeds(list(cells.values()), metric, 'mean')}{note}",
         xlabel=xlabel,
         ylabel=ylabel,
         fmt=_fmt(metric),
+        marks=marks if tested else None,
     )
 
 
