@@ -86,11 +86,18 @@ def recipe_settings(path: Path) -> str:
             for key, value in node.items():
                 flat(value, f"{prefix}{key}.")
         else:
-            value = "[" + ",".join(map(str, node)) + "]" if isinstance(node, list) else node
+            value = _yaml_value(node)
             settings.append(f"{prefix[:-1]}={value}")
 
     flat(content, "")
     return " ".join(settings)
+
+
+def _yaml_value(value: object) -> str:
+    """A value as written on the command line: ``[32,64]``, ``true``, ``0.1``."""
+    if isinstance(value, list):
+        return "[" + ",".join(_yaml_value(v) for v in value) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def recipe_listing() -> str:
