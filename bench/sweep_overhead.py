@@ -88,9 +88,9 @@ if os.environ.get("SWEEP_OVERHEAD_EVENTS"):
 
     import toolkit.registry as registry
     import toolkit.app.sweep as sweep
-    import toolkit.app.job as job_module
+    import toolkit.app.lifecycle as lifecycle
     import toolkit.train.trainer as trainer_module
-    from toolkit.track import mlflow_run
+    from toolkit.track import store, tracked_run
 
     timed(cli, "load_plugins", "load plugins")
     timed(cli, "register_configs", "register config nodes")
@@ -99,13 +99,12 @@ if os.environ.get("SWEEP_OVERHEAD_EVENTS"):
     timed(sweep.SweepCallback, "_start", "sweep start (parent run)", import_mlflow)
     timed(sweep.SweepCallback, "_end", "sweep end (summary)")
     timed(registry.datasets, "build", "dataset load (cache)")
-    timed(run, "build_job", "build job (data, model)")
-    timed(mlflow_run, "open_experiment", "MLflow store + experiment", import_mlflow)
-    timed(mlflow_run.MlflowRun, "_start", "MLflow run started")
-    timed(run, "write_outputs", "write outputs + checkpoint")
-    timed(run, "figures", "draw figures")
-    timed(run, "save_figures", "save figures")
-    timed(mlflow_run.MlflowRun, "finish", "MLflow run end")
+    timed(lifecycle, "build_job", "build job (data, model)")
+    timed(tracked_run, "open_experiment", "MLflow store + experiment", import_mlflow)
+    timed(tracked_run.TrackedRun, "_start", "MLflow run started")
+    timed(lifecycle, "run_steps", "post-fit steps (figures drawn)")
+    timed(lifecycle, "write_outputs", "write outputs, checkpoint, figures")
+    timed(tracked_run.TrackedRun, "end", "MLflow run end")
 
     _run_job = run.run_job
     def run_job(cfg):

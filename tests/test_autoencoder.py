@@ -12,7 +12,9 @@ from tests.conftest import requires_mnist
 from tests.test_cli import toolkit
 from toolkit.analysis.latent_probe import ProbeSettings, encode, encoder_of, fit_probe
 from toolkit.app.config_store import register_configs
-from toolkit.app.job import build_job, figures, fit_and_test
+from toolkit.app.job import build_job
+from toolkit.app.lifecycle import fit_and_evaluate
+from toolkit.app.post_fit import FitResult, run_steps
 from toolkit.models import ModelSpec, build_model
 from toolkit.registry import ConfigError
 
@@ -102,20 +104,22 @@ def test_an_autoencoder_job_reconstructs_its_inputs_then_probes_its_codes(cache_
     assert job.spec.num_outputs == 784
     train = job.splits.train
     assert np.array_equal(train.y, train.x.reshape(len(train.x), -1))
-    metrics = fit_and_test(job)
+    metrics = fit_and_evaluate(job)
+    steps = run_steps(FitResult(job, metrics))
     losses = job.trainer.history["train/loss"]
     assert losses[1] < losses[0]
     assert "test/acc" not in metrics and "train/acc" not in job.trainer.history
-    assert 0.3 < metrics["probe/test_acc"] <= 1.0  # 10 classes: chance is 0.1
-    assert {"reconstructions.png", "latent_pca.png"} <= set(figures(job))
-    assert "confusion_matrix.png" not in figures(job)
+    assert 0.3 < steps.metrics["probe/test_acc"] <= 1.0  # 10 classes: chance is 0.1
+    assert {"reconstructions.png", "latent_pca.png"} <= set(steps.figures)
+    assert "confusion_matrix.png" not in steps.figures
 
 
 @requires_mnist
 def test_a_conv_autoencoder_job_runs_with_the_probe_turned_off(cache_dir):
     job = job_for("+model=conv_autoencoder", "model.channels=[4,8]", "probe.kind=none", *QUICK)
     assert job.probe is None
-    metrics = fit_and_test(job)
+    metrics = fit_and_evaluate(job)
+    metrics.update(run_steps(FitResult(job, metrics), figures=False).metrics)
     losses = job.trainer.history["train/loss"]
     assert losses[1] < losses[0] and "probe/test_acc" not in metrics
 

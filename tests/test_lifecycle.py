@@ -269,17 +269,40 @@ def test_runs_started_at_the_same_instant_in_a_fresh_folder_are_all_recorded(tmp
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-def test_a_half_migrated_store_is_named_with_its_repair(tmp_path, cache_dir):
-    ok = toolkit(*SPIRALS, "trainer.epochs=1", cwd=tmp_path)
-    assert ok.returncode == 0, ok.stderr[-2000:]
-    with sqlite3.connect(tmp_path / "mlflow.db") as db:  # what an interrupted migration leaves
-        db.execute("DROP TABLE alembic_version")
-        db.execute("CREATE TABLE _alembic_tmp_metrics (x INTEGER)")
+def half_migrated_store(path: Path) -> None:
+    """What two processes creating one fresh store at once left (seen without the lock):
+    the schema stopped at an intermediate revision, a batch migration's copy left over."""
+    import alembic.command
+    import sqlalchemy
+    from mlflow.store.db.utils import _get_alembic_config
+    from mlflow.store.tracking.dbmodels.initial_models import Base
+
+    url = f"sqlite:///{path}"
+    engine = sqlalchemy.create_engine(url)
+    Base.metadata.create_all(engine)
+    config = _get_alembic_config(url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        alembic.command.upgrade(config, "4465047574b1")
+        connection.exec_driver_sql("CREATE TABLE _alembic_tmp_tags (x INTEGER)")
+    engine.dispose()
+
+
+def test_a_half_migrated_store_is_named_and_repaired(tmp_path, cache_dir):
+    half_migrated_store(tmp_path / "mlflow.db")
     broken = toolkit(*SPIRALS, "trainer.epochs=1", cwd=tmp_path)
     assert broken.returncode == 2
     line = assert_one_error_line(broken.stderr)
-    assert "half-migrated" in line and "python -m toolkit.track.repair sqlite:///mlflow.db" in line
-    assert not [p for p in (tmp_path / "outputs").glob("*/*") if not (p / "metrics.json").exists()]
+    assert "half-migrated" in line and "(table _alembic_tmp_tags left over)" in line
+    assert "python -m toolkit.track.repair sqlite:///mlflow.db" in line
+    assert not (tmp_path / "outputs").exists()
+    repaired = subprocess.run(
+        [sys.executable, "-m", "toolkit.track.repair", "sqlite:///mlflow.db"], cwd=tmp_path
+    )
+    assert repaired.returncode == 0
+    ok = toolkit(*SPIRALS, "trainer.epochs=1", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert [r.info.status for r in runs(tmp_path)] == ["FINISHED"]
 
 
 def test_an_unreadable_store_file_is_named(tmp_path, cache_dir):
@@ -293,24 +316,26 @@ def test_an_unreadable_store_file_is_named(tmp_path, cache_dir):
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A 256 KiB filesystem (tmpfs; needs root, as in CI)."""
+    """A 4 MiB filesystem (tmpfs; needs root, as in CI)."""
     mount = tmp_path / "tiny"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)])
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)])
     if done.returncode != 0:
         pytest.skip("cannot mount a small tmpfs (needs root)")
     yield mount
     subprocess.run(["umount", "-l", str(mount)])
 
 
+def fill(disk: Path, leave: int) -> None:
+    """Fill ``disk`` but ``leave`` bytes."""
+    stat = os.statvfs(disk)
+    (disk / "filler").write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
+
+
 def test_a_full_disk_for_the_run_folder_fails_the_run_in_one_line(tmp_path, tiny_disk, cache_dir):
-    args = [
-        *SPIRALS,
-        "model.hidden_sizes=[256,256]",
-        "trainer.epochs=2",
-        f"hydra.run.dir={tiny_disk}/run",
-    ]
-    full = toolkit(*args, cwd=tmp_path)
+    fill(tiny_disk, leave=300_000)  # room for the first checkpoints, not for all
+    args = [*SPIRALS, "model.hidden_sizes=[256,256]", "trainer.epochs=5"]
+    full = toolkit(*args, f"hydra.run.dir={tiny_disk}/run", cwd=tmp_path)
     assert full.returncode == 1, full.stderr[-2000:]
     line = assert_one_error_line(full.stderr)
     assert "No space left on device" in line and "(run marked FAILED)" in line
@@ -318,24 +343,28 @@ def test_a_full_disk_for_the_run_folder_fails_the_run_in_one_line(tmp_path, tiny
     assert run.info.status == "FAILED"
 
 
-def test_a_full_disk_under_the_store_keeps_the_metrics_with_the_sync_command(
+def test_a_full_disk_under_the_store_keeps_the_metrics_for_the_sync_command(
     tmp_path, tiny_disk, cache_dir
 ):
+    ready = toolkit(*SPIRALS, "trainer.epochs=1", cwd=tmp_path)  # a store with its schema
+    assert ready.returncode == 0, ready.stderr[-2000:]
+    (tiny_disk / "mlflow.db").write_bytes((tmp_path / "mlflow.db").read_bytes())
+    fill(tiny_disk, leave=60_000)  # some epochs of metrics, then the store is full
     uri = f"sqlite:///{tiny_disk}/mlflow.db"
-    args = [
-        *SPIRALS,
-        "trainer.epochs=60",
-        "logger.checkpoint_every=0",
-        f"logger.tracking_uri={uri}",
-    ]
-    full = toolkit(
-        *args,
-        "hydra.run.dir=out",
-        cwd=tmp_path,
-        env={**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
-    )
+    args = [*SPIRALS, "trainer.epochs=300", "logger.checkpoint_every=0"]
+    full = toolkit(*args, f"logger.tracking_uri={uri}", "hydra.run.dir=out", cwd=tmp_path)
     assert full.returncode == 1, full.stderr[-2000:]
     line = assert_one_error_line(full.stderr)
     assert "python -m toolkit.track.sync" in line
     assert (tmp_path / "out" / "unsynced_metrics.jsonl").is_file()
     assert (tmp_path / "out" / "metrics.json").is_file()
+    (tiny_disk / "filler").unlink()  # space again: the sync sends the rest and ends the run
+    synced = subprocess.run(
+        [sys.executable, "-m", "toolkit.track.sync", "out", "--tracking-uri", uri], cwd=tmp_path
+    )
+    assert synced.returncode == 0
+    client = mlflow.MlflowClient(uri)
+    found = client.search_runs([client.get_experiment_by_name("toolkit").experiment_id])
+    (run,) = [r for r in found if r.data.tags["toolkit.output_dir"].endswith("/out")]
+    assert run.info.status == "FAILED"
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 300

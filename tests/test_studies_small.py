@@ -10,7 +10,9 @@ from hydra import compose, initialize_config_dir
 from tests.conftest import requires_mnist
 from toolkit.analysis import gradient_flow
 from toolkit.app.config_store import register_configs
-from toolkit.app.job import Job, build_job, figures, fit_and_test, write_outputs
+from toolkit.app.job import Job, build_job
+from toolkit.app.lifecycle import fit_and_evaluate
+from toolkit.app.post_fit import FitResult, StepOutput, run_steps
 from toolkit.train import save_checkpoint
 
 CONF = Path(__file__).resolve().parents[1] / "toolkit" / "conf"
@@ -24,10 +26,17 @@ def build_preset(*overrides: str) -> Job:
     return build_job(cfg)
 
 
+def fit_and_analyse(job: Job, figures: bool = True) -> tuple[dict[str, float], StepOutput]:
+    """Train and test ``job``, then run its post-fit steps: (all metrics, step outputs)."""
+    metrics = fit_and_evaluate(job)
+    steps = run_steps(FitResult(job, metrics), figures=figures)
+    return {**metrics, **steps.metrics}, steps
+
+
 def run_preset(*overrides: str) -> tuple[dict[str, float], set[str]]:
     """Train one job of a preset: (final metrics, figure names)."""
-    job = build_preset(*overrides)
-    return fit_and_test(job), set(figures(job))
+    metrics, steps = fit_and_analyse(build_preset(*overrides))
+    return metrics, set(steps.figures)
 
 
 def test_xor_2_4_1_reaches_mse_below_1e_4_and_draws_its_decision_boundary():
@@ -55,8 +64,12 @@ def test_gradient_flow_preset_shows_vanishing_gradients_without_shortcuts(tmp_pa
             "dataset.subset=120",
             "trainer.batch_size=54",
         )
-        ratios[residual] = fit_and_test(job)["grad_flow/first_over_last"]
-        write_outputs(job, tmp_path / f"residual={residual}", {})
+        metrics, steps = fit_and_analyse(job, figures=False)
+        ratios[residual] = metrics["grad_flow/first_over_last"]
+        folder = tmp_path / f"residual={residual}"
+        folder.mkdir()
+        for name, text in steps.files.items():  # the run folder's gradient_flow.json
+            (folder / name).write_text(text)
     assert ratios["false"] < 0.1 and ratios["true"] > 3 * ratios["false"]
     gradient_flow.main([str(tmp_path)])  # the sweep overlay, from the jobs' folders
     assert (tmp_path / "gradient_flow.png").is_file()
@@ -70,7 +83,7 @@ def test_a_frozen_pretrained_backbone_beats_training_from_scratch(tmp_path, cach
     source = build_preset(
         "+model=cnn", "dataset=mnist_classes", "dataset.classes=[0,1,2,3,4]", "trainer.epochs=1"
     )
-    assert fit_and_test(source)["test/acc"] > 0.95
+    assert fit_and_evaluate(source)["test/acc"] > 0.95
     checkpoint = save_checkpoint(tmp_path / "source.npz", source.model, source.checkpoint_meta())
     accuracy = {
         arm: run_preset(

@@ -24,12 +24,17 @@ def set_label(label: str) -> None:
     _label["text"] = label
 
 
+def _configured() -> bool:
+    """Whether Hydra set up the job log (a handler with :class:`ConsoleFilter`)."""
+    handlers = logging.getLogger().handlers + LOGGER.handlers
+    return any(isinstance(f, ConsoleFilter) for h in handlers for f in h.filters)
+
+
 def _emit(level: int, message: str, file_only: bool = False) -> None:
-    if not logging.getLogger().handlers and not LOGGER.handlers:  # outside a Hydra job
-        if not file_only:
-            print(message, file=sys.stderr)
-        return
-    LOGGER.log(level, message, extra={"file_only": file_only})
+    if _configured():
+        LOGGER.log(level, message, extra={"file_only": file_only})
+    elif not file_only:  # outside a Hydra job (the library API, tests): plain stderr
+        print(message, file=sys.stderr)
 
 
 def say(message: str, file_only: bool = False) -> None:

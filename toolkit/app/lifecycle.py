@@ -59,7 +59,7 @@ def run_lifecycle(cfg: DictConfig, ctx: RunContext, policy, background: bool = F
                 console.say(f"resuming from {checkpoint} after epoch {job.trainer.epoch}")
             show_model(job)
             fit(job, recorder, ctx, cfg)  # 3.
-            metrics = test(job)  # 4.
+            metrics = evaluate_job(job)  # 4.
             steps = run_steps(FitResult(job, metrics), **settings)  # 5.
             metrics.update(steps.metrics)
             recorder.log_metrics(
@@ -73,7 +73,7 @@ def run_lifecycle(cfg: DictConfig, ctx: RunContext, policy, background: bool = F
             extra = [] if model else [files.checkpoint]
             recorder.log_outputs(files.files + extra, files.figures, model, raw_input_example(job))
             if recorder.sync_hint:
-                raise TrackingLost(f"the tracking store stopped answering; {recorder.sync_hint}")
+                raise TrackingLost("the tracking store stopped taking the run's records")
         except (KeyboardInterrupt, Interrupted) as err:
             return policy.interrupted(as_interrupted(err), ctx, recorder)
         except Exception as err:
@@ -164,7 +164,14 @@ def fit(job: Job, recorder: Recorder, ctx: RunContext, cfg: DictConfig) -> None:
     job.trainer.fit(job.splits.train, job.splits.val)
 
 
-def test(job: Job) -> dict[str, float]:
+def fit_and_evaluate(job: Job) -> dict[str, float]:
+    """Train and evaluate ``job`` without tracking or checkpoints (the library API, tests);
+    the post-fit steps are :func:`toolkit.app.post_fit.run_steps`."""
+    job.trainer.fit(job.splits.train, job.splits.val)
+    return evaluate_job(job)
+
+
+def evaluate_job(job: Job) -> dict[str, float]:
     """The last epoch's train/val metrics, the test metrics and the epochs trained."""
     history = job.trainer.history
     final = {k: v[-1] for k, v in history.items() if k.startswith(("train/", "val/")) and v}

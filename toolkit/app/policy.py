@@ -78,14 +78,16 @@ def one_line(error: BaseException) -> str:
 
 def remove_empty_run_folder(folder: Path) -> None:
     """Remove a rejected run's folder if it holds only what Hydra put there (its config
-    copies and log), and its date folder if that is then empty."""
-    if not folder.is_dir():
+    copies and log), then the folders above it that are left empty (``outputs/<date>``),
+    up to the working folder."""
+    if not folder.is_dir() or not {p.name for p in folder.iterdir()} <= {".hydra", "toolkit.log"}:
         return
-    if {p.name for p in folder.iterdir()} <= {".hydra", "toolkit.log"}:
-        shutil.rmtree(folder, ignore_errors=True)
-        parent = folder.parent
-        if parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
+    shutil.rmtree(folder, ignore_errors=True)
+    cwd = Path.cwd().resolve()
+    for parent in folder.resolve().parents:
+        if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+            return
+        parent.rmdir()
 
 
 def done_line(metrics: dict[str, float], ctx: RunContext, recorder: Recorder) -> str:

@@ -46,13 +46,13 @@ def config_fingerprint(cfg: DictConfig) -> str:
 
 
 def differing_keys(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
-    """``key: old -> new`` for every key whose value differs (or exists on one side)."""
+    """``key: old -> new`` for every key whose value differs (or exists on one side);
+    a component whose ``name`` changed is named once, not by each of its settings."""
     keys = sorted(set(recorded) | set(current))
-    return [
-        f"{k}: {recorded.get(k, '(none)')} -> {current.get(k, '(none)')}"
-        for k in keys
-        if recorded.get(k) != current.get(k)
-    ]
+    changed = [k for k in keys if recorded.get(k) != current.get(k)]
+    swapped = {k.removesuffix(".name") for k in changed if k.endswith(".name")}
+    shown = [k for k in changed if k.endswith(".name") or k.rpartition(".")[0] not in swapped]
+    return [f"{k}: {recorded.get(k, '(none)')} -> {current.get(k, '(none)')}" for k in shown]
 
 
 def checkpoint_meta(path: Path) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Experiment tracking with MLflow (imported lazily by the app)."""
 
+import logging
 import os
 
 # MLflow's telemetry thread, when it cannot reach its config server (offline machines),
@@ -9,6 +10,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # MLflow logs its chatter (new database tables, the uv project it found) at INFO on a
 # handler of its own; the run's console shows only its warnings.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# A failing SQL store makes MLflow log the exception with its traceback before raising it;
+# the toolkit reports that failure itself, in one line.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 # A server that drops mid-run should cost seconds per call, not MLflow's minutes.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")

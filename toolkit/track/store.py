@@ -84,20 +84,38 @@ def broken_store_message(tracking_uri: str) -> str | None:
         return None
     try:
         with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            tables = {r[0] for r in rows}
+            versioned = "alembic_version" in tables
+            version = db.execute("SELECT * FROM alembic_version").fetchall() if versioned else []
     except sqlite3.DatabaseError as err:
         return (
             f"MLflow store {database} is not a readable SQLite database ({err}); move it "
             "away (mv mlflow.db mlflow.db.broken) and run again"
         )
     leftovers = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
-    if leftovers or (tables and "alembic_version" not in tables):
-        what = f"table {leftovers[0]} left over" if leftovers else "no alembic_version table"
+    if leftovers or (tables and not version):
+        what = f"table {leftovers[0]} left over" if leftovers else "no schema version recorded"
         return (
             f"MLflow store {database} was left half-migrated by an interrupted start ({what}); "
             f"repair it with: python -m toolkit.track.repair {tracking_uri}"
         )
     return None
+
+
+def use_tracking_uri(tracking_uri: str) -> None:
+    """Point MLflow's fluent API (``mlflow.start_run`` ...) of this process at
+    ``tracking_uri`` without exporting it: ``mlflow.set_tracking_uri`` also sets
+    ``MLFLOW_TRACKING_URI`` in the environment, which every later subprocess (another
+    run, a launcher's worker) would silently inherit."""
+    import mlflow
+
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
 def open_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = None) -> str:
@@ -107,7 +125,6 @@ def open_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = 
     check_reachable(tracking_uri)
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
     try:
         with store_lock(tracking_uri):
             client = mlflow.MlflowClient(tracking_uri)
@@ -121,11 +138,23 @@ def open_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = 
     except ConfigError:
         raise
     except Exception as err:  # any backend failure: name the URI, stop before training
-        broken = broken_store_message(tracking_uri)
-        if broken:
-            raise ConfigError(broken) from None
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise ConfigError(
-            f"cannot use MLflow tracking at {tracking_uri} ({type(err).__name__}: {first}); "
-            "check the store or set logger.tracking_uri"
-        ) from None
+        raise store_error(tracking_uri, err) from None
+
+
+def store_error(tracking_uri: str, err: Exception) -> ConfigError:
+    """A one-line ConfigError for a store that failed: a full disk, a broken SQLite file
+    (with its repair), or MLflow's own first line."""
+    text = str(err)
+    if "disk is full" in text or "No space left" in text:
+        return ConfigError(
+            f"MLflow store {tracking_uri}: its disk is full; free space there or set "
+            "logger.tracking_uri to a store elsewhere"
+        )
+    broken = broken_store_message(tracking_uri)
+    if broken:
+        return ConfigError(broken)
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return ConfigError(
+        f"cannot use MLflow tracking at {tracking_uri} ({type(err).__name__}: {first}); "
+        "check the store or set logger.tracking_uri"
+    )

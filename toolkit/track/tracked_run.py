@@ -29,7 +29,7 @@ from toolkit.track.names import (
     TAG_FAILURE,
     clean_key,
 )
-from toolkit.track.store import open_experiment
+from toolkit.track.store import open_experiment, store_error, use_tracking_uri
 
 END_TIMEOUT_S = 30.0  # how long ending a run may wait for the store (e.g. after a signal)
 CHECKPOINT_SLOTS = ("resume_a.npz", "resume_b.npz")
@@ -96,6 +96,7 @@ class TrackedRun:
         experiment_id = open_experiment(self.tracking_uri, self.experiment, self.experiment_tags)
         import mlflow
 
+        use_tracking_uri(self.tracking_uri)
         self.mlflow = mlflow
         if run_id is not None:
             try:
@@ -111,7 +112,12 @@ class TrackedRun:
             newest = client.get_run(run_id).data.tags.get(TAG_CHECKPOINT, "")
             self._slot = int(newest.endswith(CHECKPOINT_SLOTS[0]))  # write the other slot
             return
-        run = mlflow.start_run(experiment_id=experiment_id, run_name=self.run_name, tags=self.tags)
+        try:
+            run = mlflow.start_run(
+                experiment_id=experiment_id, run_name=self.run_name, tags=self.tags
+            )
+        except Exception as err:
+            raise store_error(self.tracking_uri, err) from None
         self._run_id = run.info.run_id  # set first: a failure below still ends this run
         items = list(params.items())
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
@@ -163,11 +169,10 @@ class TrackedRun:
         one-line ``failure_reason`` tag and its traceback as ``error.txt``. Best effort and
         bounded in time (the store may be what failed); returns whether the store took it."""
         self.ended = status
-        ok = False
+        ok = True  # a run that never came to exist has nothing to end
         if self.run_id is not None:  # also when the start failed after creating the run
             try:
                 self._thread.submit(self._end, status, error, how).result(END_TIMEOUT_S)
-                ok = True
             except (Exception, FutureTimeout):
                 ok = False
         self._thread.shutdown(wait=False, cancel_futures=True)
