@@ -18,10 +18,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit.analysis.latent_probe import ProbeSettings, encoder_of
-from toolkit.app.transfer import TransferSettings, checkpoint_file, load_pretrained
+from toolkit.app.transfer import start_from, transfer_settings
+from toolkit.app.validate import validate_config
 from toolkit.data import ArrayData, Augmenter, Dataset, Splits, build_augmenter, split_dataset
 from toolkit.models import ModelSpec, build_model
 from toolkit.nn.layer import Layer
@@ -46,12 +48,16 @@ class Job:
 
     Attributes:
         config: the config the job runs (a reconstruction model's loss filled in).
-        splits: what the trainer fits and tests: the dataset's, or for reconstruction the
-            same inputs with their flattened selves as targets.
+        splits: the job's data: the dataset's splits, or for reconstruction the same inputs
+            with their flattened selves as targets (analyses and figures use these).
+        fit_splits: what the trainer fits, validates and tests on: ``splits``, or a
+            frozen prefix's cached outputs for them (toolkit.app.transfer).
         task: ``classification``, ``regression`` or ``reconstruction``.
         labelled: the dataset's labelled splits (the probe's data; ``splits`` otherwise).
         probe: the latent probe to run after training (models with an encoder only).
         transfer: where the initial weights came from and what is frozen, if anything.
+        normalization: the inputs' normalisation (the pretrained weights' if they brought
+            one), stored with the model.
     """
 
     config: DictConfig
@@ -66,10 +72,20 @@ class Job:
     labelled: Splits | None = None
     probe: ProbeSettings | None = None
     transfer: dict[str, Any] | None = None
+    fit_splits: Splits | None = None
+    normalization: Any = None
 
     @property
     def classification(self) -> bool:
         return self.task == "classification"
+
+    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """The whole model's raw outputs for ``x`` (N, ...) in evaluation mode."""
+        outputs = [
+            self.model.forward(x[i : i + batch_size], training=False)
+            for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(outputs)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         name, loss_kwargs = component_kwargs(self.config.loss)
@@ -78,7 +94,7 @@ class Job:
             "dtype": self.config.dtype,
             "loss": {"name": name, **loss_kwargs},
             "dataset": self.dataset.name,
-            "normalization": self.dataset.normalization,
+            "normalization": self.normalization,
             "class_names": self.dataset.class_names,
             "epoch": self.trainer.epoch,
         }
@@ -128,6 +144,8 @@ def build_job(
         raise ConfigError(no_model_message())
     if cfg.dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {cfg.dtype!r}")
+    validate_config(cfg)  # ranges the schemas cannot express (the pre-check ran it too)
+    transfer_settings(cfg)  # before the data is loaded
     model_name, hparams = component_kwargs(cfg.model)
     dataset_name, dataset_kwargs = component_kwargs(cfg.dataset)
     dataset = datasets.build(dataset_name, key="dataset", **dataset_kwargs)
@@ -148,7 +166,6 @@ def build_job(
     model = build_model(spec, seed=cfg.seed, dtype=cfg.dtype)
     optim_name, optim_kwargs = component_kwargs(cfg.optim)
     optimizer = optimizers.build(optim_name, model, key="optim", **optim_kwargs)
-    transfer = start_from(cfg, model, optimizer) if "transfer" in cfg else None
     schedule_name, schedule_kwargs = component_kwargs(cfg.schedule)
     schedule = schedules.build(
         schedule_name, optimizer.lr, cfg.trainer.epochs, key="schedule", **schedule_kwargs
@@ -165,8 +182,21 @@ def build_job(
     if stopping.pop("enabled"):
         check_monitor(stopping["monitor"], task, has_val=labelled.val is not None)
         all_callbacks.append(EarlyStopping(**stopping))
-    trainer = Trainer(
+    for split in (labelled.train, labelled.val, labelled.test):
+        if split is not None:
+            split.x = split.x.astype(cfg.dtype, copy=False)
+    splits = reconstruction_splits(labelled) if task == RECONSTRUCTION else labelled
+    plan = start_from(
+        cfg,
         model,
+        optimizer,
+        splits,
+        augment=augmenter,
+        normalization=dataset.normalization,
+        progress=progress and cfg.trainer.progress,
+    )
+    trainer = Trainer(
+        plan.model,
         loss,
         optimizer,
         schedule,
@@ -177,17 +207,26 @@ def build_job(
         callbacks=all_callbacks,
         progress=progress and cfg.trainer.progress,
         log_grad_norms=cfg.trainer.log_grad_norms,
-        augment=augmenter,
+        augment=plan.augment,
         threads=cfg.trainer.threads if cfg.trainer.threads is not None else threads,
     )
-    for split in (labelled.train, labelled.val, labelled.test):
-        if split is not None:
-            split.x = split.x.astype(cfg.dtype, copy=False)
-    splits = reconstruction_splits(labelled) if task == RECONSTRUCTION else labelled
     if encoder_of(model) is None or (probe is not None and probe.kind == "none"):
         probe = None
     return Job(
-        cfg, dataset, splits, spec, model, loss, trainer, augmenter, task, labelled, probe, transfer
+        cfg,
+        dataset,
+        plan.data,
+        spec,
+        model,
+        loss,
+        trainer,
+        augmenter,
+        task,
+        labelled,
+        probe,
+        plan.record,
+        fit_splits=plan.splits,
+        normalization=plan.normalization,
     )
 
 
@@ -216,17 +255,3 @@ def node_settings(cls: type, cfg: DictConfig, key: str) -> Any:
         return cls(**OmegaConf.to_container(cfg[key], resolve=True))
     except TypeError as err:
         raise ConfigError(f"{key}: {err}") from None
-
-
-def start_from(cfg: DictConfig, model: Layer, optimizer) -> dict[str, Any] | None:
-    """Apply the ``transfer`` node: load pretrained weights (head reset if asked) and
-    freeze layers; returns what was done (for the checkpoint), or None for nothing."""
-    settings = node_settings(TransferSettings, cfg, "transfer")
-    record: dict[str, Any] = {}
-    if settings.source is not None:
-        checkpoint = checkpoint_file(settings.source, cfg.logger.tracking_uri)
-        record["init_from"] = str(checkpoint)
-        record["reset_head"] = load_pretrained(model, checkpoint, settings.reset_head)
-    if settings.freeze:
-        record["frozen"] = optimizer.freeze(settings.freeze)
-    return record or None

@@ -161,13 +161,13 @@ def fit(job: Job, recorder: Recorder, ctx: RunContext, cfg: DictConfig) -> None:
         EpochCheckpoint(path, meta),
         ResumeArtifacts(recorder, path, int(cfg.logger.get("checkpoint_every", 1) or 0)),
     ]
-    job.trainer.fit(job.splits.train, job.splits.val)
+    job.trainer.fit(job.fit_splits.train, job.fit_splits.val)
 
 
 def fit_and_evaluate(job: Job) -> dict[str, float]:
     """Train and evaluate ``job`` without tracking or checkpoints (the library API, tests);
     the post-fit steps are :func:`toolkit.app.post_fit.run_steps`."""
-    job.trainer.fit(job.splits.train, job.splits.val)
+    job.trainer.fit(job.fit_splits.train, job.fit_splits.val)
     return evaluate_job(job)
 
 
@@ -175,7 +175,7 @@ def evaluate_job(job: Job) -> dict[str, float]:
     """The last epoch's train/val metrics, the test metrics and the epochs trained."""
     history = job.trainer.history
     final = {k: v[-1] for k, v in history.items() if k.startswith(("train/", "val/")) and v}
-    final.update(job.trainer.evaluate(job.splits.test, prefix="test"))
+    final.update(job.trainer.evaluate(job.fit_splits.test, prefix="test"))
     final["epochs"] = job.trainer.epoch
     return final
 

@@ -32,7 +32,7 @@ class FitResult:
     @cached_property
     def test_outputs(self) -> np.ndarray:
         """The model's raw outputs on the test split (N, K)."""
-        return self.job.trainer.predict(self.job.splits.test.x)
+        return self.job.predict(self.job.splits.test.x)
 
 
 @dataclass
@@ -94,6 +94,7 @@ def run_steps(result: FitResult, figures: bool = True, skip: tuple[str, ...] = (
             continue
         out = step.run(result)
         merged.metrics.update(out.metrics)
-        merged.figures.update(out.figures)
+        if figures:
+            merged.figures.update(out.figures)
         merged.files.update(out.files)
     return merged

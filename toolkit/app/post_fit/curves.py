@@ -31,5 +31,7 @@ def augmented_samples(result: FitResult) -> StepOutput:
     samples = job.splits.train.x[:8]
     augmented = job.augmenter(np.concatenate([samples] * 2), np.random.default_rng(0))
     titles = ["original"] * 8 + ["augmented"] * 16
-    figure = viz.image_grid(np.concatenate([samples, augmented]), titles, ncols=8)
+    figure = viz.image_grid(
+        np.concatenate([samples, augmented]), titles, ncols=8, normalization=job.normalization
+    )
     return StepOutput(figures={"augmented_samples.png": figure})

@@ -29,7 +29,9 @@ def feature_maps(result: FitResult) -> StepOutput:
     found = {}
     for i in range(min(3, len(test.x))):
         stages = {name: m[i] for name, m in maps.items()}
-        found[f"feature_maps_{i}.png"] = viz.feature_maps_figure(stages, image=test.x[i])
+        found[f"feature_maps_{i}.png"] = viz.feature_maps_figure(
+            stages, image=test.x[i], normalization=result.job.normalization
+        )
     return StepOutput(figures=found)
 
 
@@ -40,6 +42,11 @@ def misclassified(result: FitResult) -> StepOutput:
     job, test = result.job, result.job.splits.test
     probabilities = job.loss.link(result.test_outputs)
     figure = viz.misclassified_grid(
-        test.x, test.y, probabilities.argmax(axis=1), probabilities.max(axis=1)
+        test.x,
+        test.y,
+        probabilities.argmax(axis=1),
+        probabilities.max(axis=1),
+        class_names=job.dataset.class_names,
+        normalization=job.normalization,
     )
     return StepOutput(figures={"misclassified.png": figure})

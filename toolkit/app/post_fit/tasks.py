@@ -38,10 +38,12 @@ def decision_boundary(result: FitResult) -> StepOutput:
     job, test = result.job, result.job.splits.test
 
     def predict(points: np.ndarray) -> np.ndarray:
-        return job.trainer.predict(points.astype(test.x.dtype))
+        return job.predict(points.astype(test.x.dtype))
 
     if job.classification:
-        figure = viz.decision_boundary(lambda p: predict(p).argmax(axis=1), test.x, test.y)
+        figure = viz.decision_boundary(
+            lambda p: predict(p).argmax(axis=1), test.x, test.y, class_names=job.dataset.class_names
+        )
         return StepOutput(figures={"decision_boundary.png": figure})
     if test.y.ndim != 2 or test.y.shape[1] != 1 or not np.isin(test.y, (0.0, 1.0)).all():
         return StepOutput()
@@ -87,11 +89,13 @@ def reconstructions(result: FitResult) -> StepOutput:
 
     job, test = result.job, result.job.labelled.test
     found = {
-        "reconstructions.png": viz.reconstructions(test.x[:10], job.trainer.predict(test.x[:10]))
+        "reconstructions.png": viz.reconstructions(test.x[:10], job.predict(test.x[:10]))
     }
     codes = encode(encoder_of(job.model), test.x[:LATENT_POINTS])
     if codes.shape[1] >= 2:
-        found["latent_pca.png"] = viz.latent_projection(codes, test.y[:LATENT_POINTS])
+        found["latent_pca.png"] = viz.latent_projection(
+            codes, test.y[:LATENT_POINTS], class_names=job.dataset.class_names
+        )
     return StepOutput(figures=found)
 
 
