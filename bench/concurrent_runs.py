@@ -45,7 +45,11 @@ def repetition(folder: Path, runs: int) -> dict:
     began = time.time()
     processes = [start(folder) for _ in range(runs)]
     codes = [p.wait(timeout=600) for p in processes]
-    errors = [p.stderr.read().strip().splitlines()[-1:] for p, c in zip(processes, codes, strict=True) if c]
+    errors = [
+        p.stderr.read().strip().splitlines()[-1:]
+        for p, c in zip(processes, codes, strict=True)
+        if c
+    ]
     client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("toolkit")
     found = client.search_runs([experiment.experiment_id]) if experiment else []
