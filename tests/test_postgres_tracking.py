@@ -83,7 +83,7 @@ def assert_recorded_through_the_server(url: str, destination: Path, jobs_dir: Pa
     children = client.search_runs(
         [info["experiment_id"]], f"tags.mlflow.parentRunId = '{info['parent_run_id']}'"
     )
-    assert {c.info.run_name for c in children} == {"seed=0", "seed=1"}
+    assert {c.info.run_name for c in children} == {"s=0", "s=1"}
     assert client.get_run(info["parent_run_id"]).info.status == "FINISHED"
     for run in children:
         run_id = run.info.run_id

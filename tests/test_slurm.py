@@ -111,7 +111,7 @@ def test_every_slurm_job_is_a_child_run_with_params_metrics_and_artifacts(mixed_
     for name, run in children.items():
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.params["optim.lr"] == name.split("=")[1]
-    run, store = children["optim.lr=0.05"], client(folder)
+    run, store = children["lr=0.05"], client(folder)
     assert run.info.status == "FINISHED", result.stderr[-3000:]
     assert run.data.params["choice/dataset"] == "spirals"
     assert {"test/acc", "val/acc", "train/loss"} <= set(run.data.metrics)
@@ -131,7 +131,7 @@ def test_a_failing_slurm_job_leaves_a_failed_child_and_a_nonzero_sweep_exit(mixe
     assert "sweep: 1 of 2 jobs finished" in result.stderr
     assert "failed job 1 (optim.lr=1e+30): DivergenceError" in result.stderr
     parent, children = children_of(client(folder), folder / "sweep")
-    failed = children["optim.lr=1e+30"]
+    failed = children["lr=1e+30"]
     assert failed.info.status == "FAILED"
     assert "training diverged" in failed.data.tags["failure_reason"]
     assert parent.info.status == "FAILED" and parent.data.metrics["children/failed"] == 1
@@ -242,7 +242,7 @@ def test_a_cancelled_slurm_job_fails_the_sweep_and_leaves_its_parent_killed(canc
     assert 1 <= after["epoch"] < EPOCHS  # killed mid-run, after its first epoch
     assert after["exit"] != 0
     assert after["parent"] == "KILLED", after["stderr"][-3000:]
-    assert after["children"]["seed=0"] == "FINISHED"
+    assert after["children"]["s=0"] == "FINISHED"
     assert not (folder / SWEEP_DIR / "1" / "job_result.json").exists()
 
 
@@ -255,7 +255,7 @@ def test_a_cancelled_slurm_job_fails_the_sweep_and_leaves_its_parent_killed(canc
 )
 def test_a_cancelled_slurm_job_leaves_no_running_child(cancelled_sweep):
     _, after = cancelled_sweep
-    assert after["children"]["seed=1"] in {"KILLED", "FAILED"}
+    assert after["children"]["s=1"] in {"KILLED", "FAILED"}
 
 
 @CANCEL
@@ -275,11 +275,11 @@ def test_resuming_the_sweep_retrains_only_the_cancelled_job_bit_identically(canc
     parent, children = children_of(client(folder), sweep_dir)
     assert parent.info.status == "FINISHED"
     assert {name: run.info.run_id for name, run in children.items()} == after["run_ids"]
-    resumed = children["seed=1"]
+    resumed = children["s=1"]
     assert resumed.info.status == "FINISHED"
     steps = client(folder).get_metric_history(resumed.info.run_id, "train/loss")
     assert sorted({m.step for m in steps}) == list(range(1, EPOCHS + 1))
-    finished = client(folder).get_metric_history(children["seed=0"].info.run_id, "train/loss")
+    finished = client(folder).get_metric_history(children["s=0"].info.run_id, "train/loss")
     assert [m.step for m in finished] == list(range(1, EPOCHS + 1))  # not trained again
 
     metrics, arrays = final_state(sweep_dir / "1")
