@@ -20,7 +20,7 @@ from pathlib import Path
 
 from toolkit.registry import ConfigError
 
-LOCK_TIMEOUT_S = 120.0
+LOCK_TIMEOUT_S = 600.0
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -57,11 +57,24 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def schema_ready(database: Path) -> bool:
+    """Whether a SQLite store's schema is complete (it records its version)."""
+    if not database.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            return bool(db.execute("SELECT version_num FROM alembic_version").fetchall())
+    except sqlite3.DatabaseError:
+        return False
+
+
 @contextlib.contextmanager
-def store_lock(tracking_uri: str) -> Iterator[None]:
-    """Hold ``<db>.lock`` for a SQLite store (nothing for other stores)."""
+def store_lock(tracking_uri: str, only_to_create: bool = False) -> Iterator[None]:
+    """Hold ``<db>.lock`` for a SQLite store (nothing for other stores); with
+    ``only_to_create``, only while its schema is not complete (opening a ready store
+    changes nothing, so many processes may do it at once)."""
     database = sqlite_path(tracking_uri)
-    if database is None:
+    if database is None or (only_to_create and schema_ready(database)):
         yield
         return
     from filelock import FileLock, Timeout
@@ -126,7 +139,7 @@ def open_experiment(tracking_uri: str, name: str, tags: dict[str, str] | None = 
     import mlflow
 
     try:
-        with store_lock(tracking_uri):
+        with store_lock(tracking_uri, only_to_create=True):
             client = mlflow.MlflowClient(tracking_uri)
             experiment = client.get_experiment_by_name(name)
             if experiment is not None:
