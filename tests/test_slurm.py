@@ -89,7 +89,7 @@ def array_tasks(sweep_dir: Path) -> dict[str, str]:
 MIXED, CANCEL = pytest.mark.xdist_group("slurm-mixed"), pytest.mark.xdist_group("slurm-cancel")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept while its group's tests run, across modules
 def mixed_sweep(slurm, tmp_path_factory):
     """Two jobs as one array: one trains, one diverges (lr 1e30)."""
     folder = tmp_path_factory.mktemp("slurm-sweep")
@@ -107,7 +107,7 @@ def test_every_slurm_job_is_a_child_run_with_params_metrics_and_artifacts(mixed_
     tasks = array_tasks(sweep_dir)
     assert len(tasks) == 2 and len({t.split("_")[0] for t in tasks}) == 1  # one job array
     parent, children = children_of(client(folder), sweep_dir)
-    assert set(children) == {"optim.lr=0.05", "optim.lr=1e+30"}
+    assert set(children) == {"lr=0.05", "lr=1e+30"}
     for name, run in children.items():
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.params["optim.lr"] == name.split("=")[1]
@@ -129,7 +129,7 @@ def test_a_failing_slurm_job_leaves_a_failed_child_and_a_nonzero_sweep_exit(mixe
     folder, result = mixed_sweep
     assert result.returncode == 1, result.stderr[-3000:]
     assert "sweep: 1 of 2 jobs finished" in result.stderr
-    assert "failed job 1 (optim.lr=1e+30): DivergenceError" in result.stderr
+    assert "lr=1e+30" in result.stderr and "DivergenceError" in result.stderr
     parent, children = children_of(client(folder), folder / "sweep")
     failed = children["lr=1e+30"]
     assert failed.info.status == "FAILED"
@@ -197,7 +197,7 @@ def cancel_when(sweep, sweep_dir: Path, job: int, epoch: int, timeout: float = 1
     return task
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # kept while its group's tests run, across modules
 def cancelled_sweep(slurm, tmp_path_factory):
     """A two-job sweep (seed 0, 1) whose job 1 is cancelled after its first epoch, an
     uninterrupted single run of job 1's configuration beside it, and what MLflow said right
@@ -226,6 +226,9 @@ def cancelled_sweep(slurm, tmp_path_factory):
         "children": {name: run.info.status for name, run in children.items()},
         "run_ids": {name: run.info.run_id for name, run in children.items()},
         "epoch": checkpoint_epoch(sweep_dir / "1" / "checkpoint_last.npz"),
+        "job_result": (sweep_dir / "1" / "job_result.json").read_text()
+        if (sweep_dir / "1" / "job_result.json").exists()
+        else "",
     }
     return folder, after_cancel
 
@@ -243,16 +246,10 @@ def test_a_cancelled_slurm_job_fails_the_sweep_and_leaves_its_parent_killed(canc
     assert after["exit"] != 0
     assert after["parent"] == "KILLED", after["stderr"][-3000:]
     assert after["children"]["s=0"] == "FINISHED"
-    assert not (folder / SWEEP_DIR / "1" / "job_result.json").exists()
+    assert '"FINISHED"' not in after["job_result"]
 
 
 @CANCEL
-@pytest.mark.xfail(
-    strict=True,
-    reason="a SLURM job killed by scancel (SIGTERM, then SIGKILL after KillWait) leaves its "
-    "child run RUNNING until the sweep is resumed: run.py has no SIGTERM handler and submitit "
-    "ignores SIGTERM in the job (lead: failure policy for signals)",
-)
 def test_a_cancelled_slurm_job_leaves_no_running_child(cancelled_sweep):
     _, after = cancelled_sweep
     assert after["children"]["s=1"] in {"KILLED", "FAILED"}
@@ -269,7 +266,7 @@ def test_resuming_the_sweep_retrains_only_the_cancelled_job_bit_identically(canc
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sweep: 2 of 2 jobs finished" in result.stderr
     logs = {t[-1]: log for t, log in array_tasks(sweep_dir).items() if t not in before}
-    assert "skipped: job seed=0 already finished" in logs["0"]
+    assert "skipped: job s=0 already finished" in logs["0"]
     assert f"after epoch {after['epoch']}" in logs["1"]  # resumed where it was killed
 
     parent, children = children_of(client(folder), sweep_dir)
