@@ -89,8 +89,8 @@ def trial(args: list[str], signum: int, delay: float, reference: dict) -> str:
             return f"FAIL: exit {process.returncode}: {stderr.strip().splitlines()[-1:]}"
         else:
             lines = [line for line in stderr.splitlines() if "resume with: " in line]
-            if not lines:  # interrupted before any run existed: nothing to resume
-                return f"interrupted before tracking ({statuses or 'no runs'})"
+            if not lines:  # interrupted before the first epoch ended: nothing to resume
+                return f"interrupted before the first epoch ({statuses or 'no runs'})"
             command = shlex.split(lines[-1].split("resume with: ", 1)[1])[3:]
             resumed = subprocess.run(
                 [sys.executable, "-m", "toolkit", *command],

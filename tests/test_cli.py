@@ -81,7 +81,7 @@ def test_a_run_leaves_a_complete_mlflow_run(tmp_path, cache_dir):
     assert run.info.status == "FINISHED"
     assert run.data.params["optim.lr"] == "0.001"
     assert run.data.params["choice/optim"] == "adam"
-    assert run.data.params["model.hidden_sizes"] == "[128, 64]"
+    assert run.data.params["model.hidden_sizes"] == "128,64"  # lists read as people write them
     for key in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "grad_norm/1.dense"):
         assert len(client.get_metric_history(run.info.run_id, key)) == 2, key
     assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])

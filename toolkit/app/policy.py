@@ -25,6 +25,7 @@ from typing import NoReturn
 
 from toolkit.app import console
 from toolkit.app.interrupts import Interrupted, signals_held
+from toolkit.app.resume import LAST_CHECKPOINT
 from toolkit.app.tracking import Recorder
 from toolkit.track.sweep_records import JobResult, SweepInfo
 
@@ -125,7 +126,15 @@ class SingleRunPolicy:
     def interrupted(self, signal: Interrupted, ctx: RunContext, recorder: Recorder) -> NoReturn:
         with signals_held():
             recorder.end("KILLED", signal, how="interrupted")
-        console.error(f"interrupted by {signal} (run KILLED); resume with: {ctx.resume_command}")
+        killed = " (run KILLED)" if recorder.run_id else ""
+        if (ctx.output_dir / LAST_CHECKPOINT).is_file():
+            console.error(f"interrupted by {signal}{killed}; resume with: {ctx.resume_command}")
+        else:
+            console.error(
+                f"interrupted by {signal} before the first epoch ended{killed}; nothing to "
+                "resume: run the command again"
+            )
+            remove_empty_run_folder(ctx.output_dir)
         sys.exit(signal.exit_code)
 
     def skipped(self, result: JobResult, ctx: RunContext, objective: str):

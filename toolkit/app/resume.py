@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from toolkit.registry import ConfigError
 from toolkit.track.names import RUN_ID, flatten_params
 from toolkit.track.sweep_records import RESULT_FILE, JobResult
+from toolkit.train.checkpoint import read_checkpoint
 
 LAST_CHECKPOINT = "checkpoint_last.npz"
 SEARCH_ROOTS = ("outputs", "multirun")
@@ -112,7 +113,8 @@ def find_checkpoint(resume: Any, cfg: DictConfig, search: list[Path], fetch_arti
                 f"{LAST_CHECKPOINT}, or an MLflow run id"
             )
         target = fetch_artifact(str(resume))
-    check_same_config(resume, checkpoint_meta(target), cfg)
+    _, meta = read_checkpoint(target)  # one line for a corrupt, truncated or pickled file
+    check_same_config(resume, meta, cfg)
     return target
 
 
