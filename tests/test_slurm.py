@@ -117,7 +117,7 @@ def test_every_slurm_job_is_a_child_run_with_params_metrics_and_artifacts(mixed_
     assert {"test/acc", "val/acc", "train/loss"} <= set(run.data.metrics)
     assert [m.step for m in store.get_metric_history(run.info.run_id, "val/acc")] == [1, 2]
     artifacts = {a.path for a in store.list_artifacts(run.info.run_id)}
-    assert {"checkpoint", "figures", "config_resolved.yaml", "metrics.json"} <= artifacts
+    assert {"figures", "config_resolved.yaml", "metrics.json"} <= artifacts
     figures = {a.path for a in store.list_artifacts(run.info.run_id, "figures")}
     assert "figures/learning_curves.png" in figures
     assert parent.data.metrics["children/finished"] == 1
