@@ -30,11 +30,6 @@ pytestmark = [
     pytest.mark.skipif(NO_POSTGRES is not None, reason=f"no PostgreSQL: {NO_POSTGRES}"),
 ]
 JOBS = ["+model=mlp", "dataset=spirals", "trainer.epochs=1", "trainer.progress=false"]
-CHECKPOINTS_NOT_YET_ARTIFACTS = pytest.mark.xfail(
-    strict=True,
-    reason="resume checkpoints are not yet logged as artifacts (no tag toolkit.checkpoint) at "
-    "HEAD b9dd8d1; issue 13 point 3, the lead's run lifecycle",
-)
 SERVER = pytest.mark.xdist_group("postgres-server")  # one worker: one server for both
 ARTIFACTS = {"config_resolved.yaml", "metrics.json", "figures"}
 
@@ -100,9 +95,11 @@ def assert_recorded_through_the_server(url: str, destination: Path, jobs_dir: Pa
         assert {a.path for a in client.list_artifacts(run_id)} >= ARTIFACTS
         figures = {a.path for a in client.list_artifacts(run_id, "figures")}
         assert {"figures/learning_curves.png", "figures/decision_boundary.png"} <= figures
-        checkpoint = run.data.tags.get("toolkit.checkpoint")  # the newest resume checkpoint
-        assert checkpoint, "no resume checkpoint in the run's artifacts (tag toolkit.checkpoint)"
-        stored = list(destination.glob(f"**/{run_id}/artifacts/{checkpoint}"))
+        # the final weights; the resume checkpoints (resume/, tag toolkit.checkpoint) served
+        # while the run was going and are removed once it finished
+        assert "toolkit.checkpoint" not in run.data.tags
+        assert not client.list_artifacts(run_id, "resume")
+        stored = list(destination.glob(f"**/{run_id}/artifacts/checkpoint/checkpoint.npz"))
         assert len(stored) == 1  # on the server's disk, uploaded over HTTP
         assert stored[0].stat().st_size > 0
         (logged,) = client.search_logged_models(
@@ -118,7 +115,6 @@ def assert_recorded_through_the_server(url: str, destination: Path, jobs_dir: Pa
 
 
 @SERVER
-@CHECKPOINTS_NOT_YET_ARTIFACTS
 def test_a_joblib_sweep_logs_everything_through_a_postgres_backed_server(server, tmp_path):
     url, destination = server
     jobs_dir = tmp_path / "jobs"  # no file in common with the server's folder
@@ -139,7 +135,6 @@ def slurm():
 
 
 @SERVER
-@CHECKPOINTS_NOT_YET_ARTIFACTS
 def test_a_slurm_sweep_logs_everything_through_a_postgres_backed_server(server, slurm, tmp_path):
     url, destination = server
     jobs_dir = tmp_path / "jobs"

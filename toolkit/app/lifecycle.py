@@ -70,8 +70,7 @@ def run_lifecycle(cfg: DictConfig, ctx: RunContext, policy, background: bool = F
                 job, ctx.output_dir, metrics, steps, final_meta(job, ctx, recorder)
             )  # 6.
             model = files.checkpoint if cfg.logger.log_model else None
-            extra = [] if model else [files.checkpoint]
-            recorder.log_outputs(files.files + extra, files.figures, model, raw_input_example(job))
+            recorder.log_outputs(files, model, raw_input_example(job))
             if recorder.sync_hint:
                 raise TrackingLost("the tracking store stopped taking the run's records")
         except (KeyboardInterrupt, Interrupted) as err:

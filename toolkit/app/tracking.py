@@ -75,13 +75,16 @@ class Recorder(Callback):
 
                 console.warn(f"resume checkpoint not uploaded ({type(err).__name__}); it is {path}")
 
-    def log_outputs(self, files: list[Path], figures: list[Path], model: Path | None, example):
-        """Log the run's files, its figures and (if ``model``) the pyfunc model."""
+    def log_outputs(self, files, model: Path | None, example) -> None:
+        """Log the run's files (:class:`toolkit.app.outputs.RunFiles`): the final
+        checkpoint under ``checkpoint/`` (what ``transfer.init_from=<run id>`` reads), the
+        text files, the figures, and (if ``model``) the pyfunc model."""
         if self.run is None or self.sync_hint:
             return
-        for path in files:
+        self.run.log_artifact(files.checkpoint, "checkpoint")
+        for path in files.files:
             self.run.log_artifact(path)
-        for path in figures:
+        for path in files.figures:
             self.run.log_artifact(path, "figures")
         if model is not None:
             self.run.log_model(model, example)

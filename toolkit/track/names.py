@@ -24,8 +24,6 @@ STALE_ON_RESUME = (TAG_FAILURE, TAG_END)  # tags a resumed run must not keep
 
 # Artifacts
 RESUME_FOLDER = "resume"  # resume checkpoints (two slots, see tracked_run)
-WEIGHTS_ARTIFACT = "checkpoint/checkpoint.npz"  # final weights when no model is logged
-MODEL_WEIGHTS_ARTIFACT = "model/artifacts/checkpoint.npz"  # inside the pyfunc model
 FIGURES_FOLDER = "figures"
 ERROR_FILE = "error.txt"
 
