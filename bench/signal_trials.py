@@ -52,7 +52,10 @@ def toolkit(args: list[str], folder: Path) -> subprocess.Popen:
 def results(folder: Path) -> dict[str, tuple[str, str]]:
     """Each finished run folder's (metrics.json, hash of its weights), keyed by its seed."""
     found = {}
-    for metrics in folder.glob("**/metrics.json"):
+    for metrics in [
+        *folder.glob("outputs/**/metrics.json"),
+        *folder.glob("multirun/**/metrics.json"),
+    ]:
         config = (metrics.parent / "config_resolved.yaml").read_text()
         seed = next(line for line in config.splitlines() if line.startswith("seed:"))
         with np.load(metrics.parent / "checkpoint.npz", allow_pickle=False) as archive:
@@ -83,7 +86,7 @@ def trial(args: list[str], signum: int, delay: float, reference: dict) -> str:
         statuses = run_statuses(folder) if (folder / "mlflow.db").exists() else []
         if "RUNNING" in statuses:
             return f"FAIL: left RUNNING {statuses} (exit {process.returncode})"
-        if process.returncode == 0:
+        if process.returncode == 0 or "done: " in stderr:  # the signal came after the end
             outcome = "finished before the signal"
         elif process.returncode != 128 + signum:
             return f"FAIL: exit {process.returncode}: {stderr.strip().splitlines()[-1:]}"

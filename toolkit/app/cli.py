@@ -46,4 +46,12 @@ def main() -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    hydra_entry()
+    from toolkit.app.interrupts import as_interrupted
+
+    try:
+        hydra_entry()
+    except BaseException as err:  # a signal between or around jobs (Ctrl-C included)
+        stop = as_interrupted(err)
+        if stop is None:
+            raise
+        sys.exit(stop.exit_code)  # what the run or sweep was told is already printed
