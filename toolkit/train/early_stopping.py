@@ -59,9 +59,12 @@ class EarlyStopping(Callback):
         value = logs[self.monitor]
         if self._improved(value):
             self.best, self.best_epoch, self._wait = value, epoch, 0
-            if self.restore_best:
+            if self.restore_best:  # weights and buffers (batch norm's running statistics)
                 self._best_params = [
-                    {k: v.copy() for k, v in layer.params.items()}
+                    {
+                        **{f"param.{k}": v.copy() for k, v in layer.params.items()},
+                        **{f"buffer.{k}": v.copy() for k, v in layer.buffers.items()},
+                    }
                     for _, layer in trainer.model.named_layers()
                 ]
             return
@@ -103,4 +106,5 @@ class EarlyStopping(Callback):
             layers = [layer for _, layer in trainer.model.named_layers()]
             for layer, saved in zip(layers, self._best_params, strict=True):
                 for key, value in saved.items():
-                    layer.params[key][...] = value
+                    kind, name = key.split(".", 1)
+                    (layer.params if kind == "param" else layer.buffers)[name][...] = value
