@@ -106,5 +106,5 @@ class EarlyStopping(Callback):
             layers = [layer for _, layer in trainer.model.named_layers()]
             for layer, saved in zip(layers, self._best_params, strict=True):
                 for key, value in saved.items():
-                    kind, name = key.split(".", 1)
-                    (layer.params if kind == "param" else layer.buffers)[name][...] = value
+                    kind, _, name = key.rpartition(".")  # no kind: an older checkpoint's param
+                    (layer.buffers if kind == "buffer" else layer.params)[name][...] = value
