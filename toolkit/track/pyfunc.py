@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,15 +57,27 @@ def quiet_loggers(*names: str) -> Iterator[None]:
             logger.setLevel(level)
 
 
+# What a deployed model does not need of the package: the app (Hydra), analyses,
+# figures and configs. The engine, data preprocessing, models and this file travel.
+NOT_SHIPPED = ("app", "analysis", "viz", "conf", "__pycache__", "*.pyc")
+
+
 def log_pyfunc_model(checkpoint: Path, input_example: np.ndarray) -> None:
-    """Log ``checkpoint`` as the active run's ``model``."""
+    """Log ``checkpoint`` as the active run's ``model`` (one input as its example)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with quiet_loggers("mlflow.pyfunc", "mlflow.models", "mlflow.utils.environment"):
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        quiet_loggers("mlflow.pyfunc", "mlflow.models", "mlflow.utils.environment"),
+    ):
+        code = Path(folder) / "toolkit"
+        shutil.copytree(
+            Path(toolkit.__file__).parent, code, ignore=shutil.ignore_patterns(*NOT_SHIPPED)
+        )
         mlflow.pyfunc.log_model(
             name="model",
             python_model=__file__,
             artifacts={"checkpoint": str(checkpoint)},
-            code_paths=[str(Path(toolkit.__file__).parent)],
+            code_paths=[str(code)],
             pip_requirements=[f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"],
-            input_example=np.asarray(input_example),
+            input_example=np.asarray(input_example)[:1],
         )
