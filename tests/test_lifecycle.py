@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -52,7 +53,14 @@ def context(cfg, folder: Path, name: str = "job") -> RunContext:
     )
 
 
+def clean_env() -> dict[str, str]:
+    """The environment without a tracking URI another test of this process may have set:
+    every command here uses its folder's ./mlflow.db unless it says otherwise."""
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
 def toolkit(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("env", clean_env())
     return subprocess.run(
         [sys.executable, "-m", "toolkit", *args],
         cwd=cwd,
@@ -160,6 +168,7 @@ def start(folder: Path, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=clean_env(),
     )
 
 
@@ -179,7 +188,12 @@ def uninterrupted(tmp_path_factory, cache_dir) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+    ("signum", "code"),
+    [
+        (signal.SIGINT, 130),
+        (signal.SIGTERM, 143),
+        pytest.param(signal.SIGHUP, 129, marks=pytest.mark.slow),  # the same code path
+    ],
 )
 def test_a_signal_kills_the_run_which_resumes_bit_identically(
     tmp_path, uninterrupted, signum, code
@@ -195,7 +209,7 @@ def test_a_signal_kills_the_run_which_resumes_bit_identically(
     assert killed.info.status == "KILLED"
     assert killed.data.tags["toolkit.end"] == "interrupted"
 
-    command = line.split("resume with: ", 1)[1].split()[3:]  # after "python -m toolkit"
+    command = shlex.split(line.split("resume with: ", 1)[1])[3:]  # after "python -m toolkit"
     resumed = toolkit(*command, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     (run,) = runs(tmp_path)  # the same run, continued
@@ -258,13 +272,13 @@ def test_a_run_id_resumes_in_a_fresh_folder_from_its_artifacts(tmp_path, uninter
 
 def test_runs_started_at_the_same_instant_in_a_fresh_folder_are_all_recorded(tmp_path, cache_dir):
     quick = [*SPIRALS, "trainer.epochs=1"]
-    processes = [start(tmp_path, *quick) for _ in range(6)]
+    processes = [start(tmp_path, *quick) for _ in range(4)]
     for process in processes:
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr[-2000:]
     found = runs(tmp_path)
-    assert len(found) == 6 and all(r.info.status == "FINISHED" for r in found)
-    assert len({r.data.tags["toolkit.output_dir"] for r in found}) == 6
+    assert len(found) == 4 and all(r.info.status == "FINISHED" for r in found)
+    assert len({r.data.tags["toolkit.output_dir"] for r in found}) == 4
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
@@ -297,7 +311,9 @@ def test_a_half_migrated_store_is_named_and_repaired(tmp_path, cache_dir):
     assert "python -m toolkit.track.repair sqlite:///mlflow.db" in line
     assert not (tmp_path / "outputs").exists()
     repaired = subprocess.run(
-        [sys.executable, "-m", "toolkit.track.repair", "sqlite:///mlflow.db"], cwd=tmp_path
+        [sys.executable, "-m", "toolkit.track.repair", "sqlite:///mlflow.db"],
+        cwd=tmp_path,
+        env=clean_env(),
     )
     assert repaired.returncode == 0
     ok = toolkit(*SPIRALS, "trainer.epochs=1", cwd=tmp_path)
