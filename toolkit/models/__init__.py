@@ -7,7 +7,7 @@ from toolkit.models import mlp  # noqa: F401  (importing registers the builders)
 from toolkit.models.build import ModelSpec, build_model
 
 if importlib.util.find_spec("toolkit.models.cnn") is not None:
-    from toolkit.models import autoencoder, cnn  # noqa: F401  (autoencoder uses cnn's checks)
-    from toolkit.models import torchvision_resnet  # noqa: F401  (resnet18, resnet34)
+    # importing registers them: autoencoder uses cnn's checks; resnet18 and resnet34
+    from toolkit.models import autoencoder, cnn, torchvision_resnet  # noqa: F401
 
 __all__ = ["ModelSpec", "build_model"]
