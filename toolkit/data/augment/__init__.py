@@ -28,6 +28,7 @@ nearest), fed by coordinate grids; ``shift`` uses an exact whole-pixel fast path
 
 from toolkit.data.augment.photo import HorizontalFlip, RandomResizedCrop
 from toolkit.data.augment.pipeline import Augmenter, build_augmenter
+from toolkit.data.augment.pixels import Cutout, Noise
 from toolkit.data.augment.resample import (
     affine_grid,
     affine_matrices,
@@ -39,9 +40,7 @@ from toolkit.data.augment.resample import (
 from toolkit.data.augment.transforms import (
     Affine,
     Augmentation,
-    Cutout,
     Elastic,
-    Noise,
     Rotate,
     Scale,
     Shift,
