@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from commands import start_toolkit  # bench/ is on sys.path
 
 RUN = [
     "+model=mlp",
@@ -30,13 +31,7 @@ RUN = [
 
 
 def start(folder: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "toolkit", *RUN],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_toolkit(RUN, folder)
 
 
 def repetition(folder: Path, runs: int) -> dict:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from commands import start_toolkit  # bench/ is on sys.path
 
 RUN = [
     "+model=mlp",
@@ -37,16 +38,6 @@ RUN = [
     "logger.log_model=false",
 ]
 SWEEP = ["-m", *RUN, "seed=0,1,2,3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-
-
-def toolkit(args: list[str], folder: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "toolkit", *args],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def results(folder: Path) -> dict[str, tuple[str, str]]:
@@ -79,7 +70,7 @@ def run_statuses(folder: Path) -> list[str]:
 def trial(args: list[str], signum: int, delay: float, reference: dict) -> str:
     with tempfile.TemporaryDirectory(prefix="signal-") as name:
         folder = Path(name)
-        process = toolkit(args, folder)
+        process = start_toolkit(args, folder)
         time.sleep(delay)
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=600)
@@ -120,7 +111,7 @@ def main() -> None:
     command = SWEEP if args.sweep else RUN
     with tempfile.TemporaryDirectory(prefix="reference-") as name:
         began = time.time()
-        assert toolkit(command, Path(name)).wait() == 0
+        assert start_toolkit(command, Path(name)).wait() == 0
         duration = time.time() - began
         reference = results(Path(name))
     print(f"uninterrupted: {duration:.1f} s, {len(reference)} runs", flush=True)
