@@ -18,7 +18,7 @@ import numpy as np
 
 from toolkit.data import ArrayData
 from toolkit.models import ModelSpec, build_model
-from toolkit.nn.layer import Sequential
+from toolkit.nn.layer import Sequential, forward_in_batches
 from toolkit.registry import ConfigError, losses, optimizers
 from toolkit.train import Trainer
 from toolkit.train.metrics import accuracy
@@ -84,10 +84,7 @@ def encoder_of(model: Sequential) -> Sequential | None:
 
 def encode(encoder: Sequential, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """Codes (N, D) of inputs ``x`` (N, ...), in evaluation mode, batch by batch."""
-    codes = [
-        encoder.forward(x[i : i + batch_size], training=False) for i in range(0, len(x), batch_size)
-    ]
-    return np.concatenate(codes).reshape(len(x), -1)
+    return forward_in_batches(encoder, x, batch_size).reshape(len(x), -1)
 
 
 def standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

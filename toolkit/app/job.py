@@ -26,10 +26,11 @@ from toolkit.app.transfer import start_from, transfer_settings
 from toolkit.app.validate import validate_config
 from toolkit.data import ArrayData, Augmenter, Dataset, Splits, build_augmenter, split_dataset
 from toolkit.models import ModelSpec, build_model
-from toolkit.nn.layer import Layer
+from toolkit.nn.layer import Layer, forward_in_batches
 from toolkit.nn.losses import Loss
 from toolkit.registry import ConfigError, datasets, losses, models, optimizers, schedules
 from toolkit.train import EarlyStopping, Trainer
+from toolkit.train.trainer import engine_threads
 
 DTYPES = ("float32", "float64")
 RECONSTRUCTION = "reconstruction"
@@ -80,12 +81,10 @@ class Job:
         return self.task == "classification"
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """The whole model's raw outputs for ``x`` (N, ...) in evaluation mode."""
-        outputs = [
-            self.model.forward(x[i : i + batch_size], training=False)
-            for i in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(outputs)
+        """The whole model's raw outputs for ``x`` (N, ...) in evaluation mode (the
+        trainer's model may be only the part after a frozen prefix)."""
+        with engine_threads(self.trainer.threads):
+            return forward_in_batches(self.model, x, batch_size)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         name, loss_kwargs = component_kwargs(self.config.loss)

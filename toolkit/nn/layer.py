@@ -187,3 +187,12 @@ class Sequential(Layer):
             rows.append(f"{path:<28}{str(layer.output_shape):<20}{count:>10,}")
         rows.append(f"{'total':<48}{self.num_params():>10,}")
         return "\n".join(rows)
+
+
+def forward_in_batches(layer: Layer, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """``layer``'s outputs for ``x`` (N, ...) in evaluation mode, ``batch_size`` samples
+    at a time (bounded memory for whole splits)."""
+    outputs = [
+        layer.forward(x[i : i + batch_size], training=False) for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(outputs)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.data.dataset import preprocess_images
-from toolkit.nn.layer import Layer
+from toolkit.nn.layer import Layer, forward_in_batches
 from toolkit.registry import ConfigError, losses
 from toolkit.train.checkpoint import load_checkpoint
 
@@ -48,9 +48,4 @@ class Predictor:
 
     def predict_proba(self, raw: Any, batch_size: int = 1000) -> np.ndarray:
         """(N, ...) raw inputs -> (N, K) predictions (class probabilities for classifiers)."""
-        x = self.prepare(raw)
-        outputs = [
-            self.model.forward(x[i : i + batch_size], training=False)
-            for i in range(0, len(x), batch_size)
-        ]
-        return self.loss.link(np.concatenate(outputs))
+        return self.loss.link(forward_in_batches(self.model, self.prepare(raw), batch_size))

@@ -13,7 +13,7 @@ import numpy as np
 
 from toolkit.data.batching import iterate_batches, num_batches
 from toolkit.nn import parallel
-from toolkit.nn.layer import Layer
+from toolkit.nn.layer import Layer, forward_in_batches
 from toolkit.nn.losses import Loss
 from toolkit.optim.optimizer import Optimizer
 from toolkit.optim.schedules import Constant, Schedule
@@ -284,11 +284,7 @@ class Trainer:
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Raw model outputs for ``x`` (N, ...) in evaluation mode, batch by batch."""
         with engine_threads(self.threads):
-            outputs = [
-                self.model.forward(x[i : i + batch_size], training=False)
-                for i in range(0, len(x), batch_size)
-            ]
-        return np.concatenate(outputs)
+            return forward_in_batches(self.model, x, batch_size)
 
     def evaluate(self, data: Data, prefix: str = "test") -> dict[str, float]:
         """``{prefix}/loss`` (and ``{prefix}/acc`` for classification) on ``data``."""

@@ -88,9 +88,7 @@ def reconstructions(result: FitResult) -> StepOutput:
     from toolkit import viz
 
     job, test = result.job, result.job.labelled.test
-    found = {
-        "reconstructions.png": viz.reconstructions(test.x[:10], job.predict(test.x[:10]))
-    }
+    found = {"reconstructions.png": viz.reconstructions(test.x[:10], job.predict(test.x[:10]))}
     codes = encode(encoder_of(job.model), test.x[:LATENT_POINTS])
     if codes.shape[1] >= 2:
         found["latent_pca.png"] = viz.latent_projection(
