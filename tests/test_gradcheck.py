@@ -1,41 +1,13 @@
 """Every registered layer, activation and loss (plugins included) passes a central-difference
 gradient check in float64 with relative error <= 1e-7, away from kinks."""
 
-import inspect
-
 import numpy as np
 import pytest
 
-from toolkit.analysis.gradcheck import check_layer, check_loss
+from toolkit.analysis.gradcheck import check_layer, check_loss, layer_cases
 from toolkit.registry import activations, layers, losses
 
 TOLERANCE = 1e-7
-
-# Constructor kwargs and per-sample input shapes for layers whose arguments have no
-# defaults or that need image inputs. A plugin layer can instead define a class attribute
-# ``gradcheck_cases = [(kwargs, input_shape), ...]``.
-LAYER_CASES = {
-    "dense": [({"units": 3}, (5,)), ({"units": 4, "bias": False}, (3,))],
-    "dropout": [({"rate": 0.3}, (6,))],
-    "flatten": [({}, (2, 3, 3))],
-    "activation": [({"name": "tanh"}, (5,))],
-    "conv2d": [
-        ({"out_channels": 3, "kernel_size": 3, "stride": 1, "padding": 0}, (2, 5, 5)),
-        ({"out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1}, (2, 5, 5)),
-        ({"out_channels": 2, "kernel_size": 3, "padding": "same", "bias": False}, (2, 4, 4)),
-    ],
-    "maxpool2d": [({"kernel_size": 2}, (2, 4, 4)), ({"kernel_size": 2}, (1, 5, 5))],
-    "avgpool2d": [({"kernel_size": 2}, (2, 4, 4)), ({"kernel_size": 3, "stride": 2}, (1, 7, 7))],
-    "global_avgpool": [({}, (3, 4, 4))],
-    "batchnorm": [({}, (4,)), ({}, (2, 3, 3))],
-    "batchnorm1d": [({}, (4,))],
-    "batchnorm2d": [({}, (2, 3, 3))],
-    "residual_block": [
-        ({"out_channels": 2}, (2, 4, 4)),
-        ({"out_channels": 3, "stride": 2}, (2, 4, 4)),
-        ({"out_channels": 2, "shortcut": False}, (2, 4, 4)),
-    ],
-}
 
 
 def away_from_kinks(shape, kinks, rng) -> np.ndarray:
@@ -47,24 +19,17 @@ def away_from_kinks(shape, kinks, rng) -> np.ndarray:
     return x
 
 
-def layer_cases():
+def all_layer_cases():
+    """Every registered layer's declared cases (``Layer.gradcheck_cases``)."""
     for name in layers.names():
-        factory = layers.get(name)
-        cases = getattr(factory, "gradcheck_cases", None) or LAYER_CASES.get(name)
-        if cases is None:
-            required = [
-                p for p in layers.hyperparameters(name).values() if p.default is inspect._empty
-            ]
-            cases = [({}, (5,))] if not required else [(None, None)]
-        for i, (kwargs, shape) in enumerate(cases):
+        for i, (kwargs, shape) in enumerate(layer_cases(name) or [(None, None)]):
             yield pytest.param(name, kwargs, shape, id=f"{name}-{i}")
 
 
-@pytest.mark.parametrize("name,kwargs,shape", list(layer_cases()))
+@pytest.mark.parametrize("name,kwargs,shape", list(all_layer_cases()))
 def test_layer_gradients(name, kwargs, shape):
     assert kwargs is not None, (
-        f"layer '{name}' needs constructor arguments: give it gradcheck_cases or a LAYER_CASES "
-        "entry"
+        f"layer '{name}' needs constructor arguments: declare gradcheck_cases on its class"
     )
     rng = np.random.default_rng(0)
     layer = layers.build(name, **kwargs)

@@ -56,13 +56,19 @@ class Registry(Generic[T]):
         self.kind = kind
         self.group = group
         self._entries: dict[str, T] = {}
+        self._declared: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str | None = None, *, force: bool = False) -> Callable[[T], T]:
+    def register(
+        self, name: str | None = None, *, force: bool = False, **declared: Any
+    ) -> Callable[[T], T]:
         """Decorator registering a factory under ``name`` (default: its ``__name__`` lowercased).
 
         Registering a name twice is an error unless ``force=True`` (which replaces it) or
         both are the same component (same qualified name and source code: another copy of
         the same plugin file), in which case the first stays.
+
+        ``declared``: what the entry says about itself beyond its hyperparameters, read
+        back with :meth:`declared` (a model builder's ``task="reconstruction"``).
         """
 
         def decorator(factory: T) -> T:
@@ -76,6 +82,7 @@ class Registry(Generic[T]):
                     f"{_origin(self._entries[key])}; pick another name or pass force=True"
                 )
             self._entries[key] = factory
+            self._declared[key] = dict(declared)
             return factory
 
         return decorator
@@ -110,13 +117,19 @@ class Registry(Generic[T]):
         build.__qualname__ = f"{getattr(factory, '__qualname__', base)}[{name}]"
         build.__module__ = getattr(factory, "__module__", __name__)
         build.__doc__ = doc or f"{base} with {settings}."
-        self.register(name)(build)  # type: ignore[arg-type]
+        self.register(name, **self.declared(base))(build)  # type: ignore[arg-type]
 
     def get(self, name: str, key: str | None = None) -> T:
         """The factory registered as ``name``; ``key`` names the config key in errors."""
         if not isinstance(name, str) or name not in self._entries:
             raise ConfigError(unknown_name_message(self.kind, str(name), self.names(), key))
         return self._entries[name]
+
+    def declared(self, name: str) -> dict[str, Any]:
+        """What entry ``name`` declared when it registered (``{}`` if nothing); a preset
+        declares what its base does."""
+        self.get(name)
+        return dict(self._declared.get(name, {}))
 
     def build(self, name: str, /, *args: Any, key: str | None = None, **kwargs: Any) -> Any:
         """Call factory ``name`` with ``args``/``kwargs``; bad keyword names are ConfigErrors."""

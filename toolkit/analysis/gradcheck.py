@@ -7,11 +7,13 @@ reaches ~1e-9 or better with ``eps=1e-6``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import numpy as np
 
-from toolkit.nn.layer import Layer
+from toolkit.nn.layer import GradcheckCase, Layer
+from toolkit.registry import layers
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
@@ -89,3 +91,18 @@ def check_loss(loss, prediction: np.ndarray, target: np.ndarray, eps: float = 1e
     analytic = np.array(loss.backward(), dtype=np.float64)
     numeric = numeric_gradient(lambda: float(loss.forward(prediction, target)), prediction, eps)
     return relative_error(analytic, numeric)
+
+
+def layer_cases(name: str) -> list[GradcheckCase] | None:
+    """The gradient-check cases ``[(kwargs, per-sample input shape), ...]`` of registered
+    layer ``name``: its class's declared ``gradcheck_cases`` (a layer made by a factory
+    function declares them when it registers: ``layers.register("activation",
+    gradcheck_cases=...)``). None when the layer needs constructor arguments but declares
+    only :class:`~toolkit.nn.layer.Layer`'s no-argument default."""
+    factory = layers.get(name)
+    default = factory.gradcheck_cases if isinstance(factory, type) else Layer.gradcheck_cases
+    cases = layers.declared(name).get("gradcheck_cases", default)
+    required = [
+        p for p in layers.hyperparameters(name).values() if p.default is inspect.Parameter.empty
+    ]
+    return None if cases is Layer.gradcheck_cases and required else list(cases)

@@ -1,8 +1,9 @@
 """Gradient flow: how large the gradients are at each depth of a network.
 
 The Trainer logs ``grad_norm/<layer path>`` per epoch: the L2 norm of a layer's parameter
-gradients, averaged over the epoch's steps. Taking the weight layers (``conv2d`` and
-``dense``, batch-norm and other layers left out) in depth order gives a *depth profile*.
+gradients, averaged over the epoch's steps. Taking the weight layers (those that declare
+``weight_names``: ``conv2d`` and ``dense``; batch-norm and other layers left out) in depth
+order gives a *depth profile*.
 Without shortcuts the gradients of a deep plain stack shrink towards its input; residual
 blocks carry them back almost undiminished.
 
@@ -26,7 +27,6 @@ import numpy as np
 from toolkit.nn.layer import Layer
 from toolkit.track.sweep_records import RESULT_FILE
 
-WEIGHT_KINDS = ("conv2d", "dense")
 PROFILE_FILE = "gradient_flow.json"
 
 
@@ -62,7 +62,7 @@ def depth_profile(model: Layer, history: Mapping[str, Sequence[float]]) -> Depth
     layers = [
         path
         for path, layer in model.named_layers()
-        if layer.kind in WEIGHT_KINDS and f"grad_norm/{path}" in history
+        if layer.weight_names and f"grad_norm/{path}" in history
     ]
     if not layers:
         return None

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from toolkit.data import ArrayData
-from toolkit.models import ModelSpec, build_model
+from toolkit.models import HasEncoder, ModelSpec, build_model
 from toolkit.nn.layer import Sequential, forward_in_batches
 from toolkit.registry import ConfigError, losses, optimizers
 from toolkit.train import Trainer
@@ -76,10 +76,9 @@ class ProbeSettings:
 
 
 def encoder_of(model: Sequential) -> Sequential | None:
-    """The leading layers that map inputs to codes (``model.encoder_layers`` of them), or
-    ``None`` for a model without an encoder."""
-    count = getattr(model, "encoder_layers", None)
-    return None if count is None else Sequential(model.layers[:count])
+    """The leading layers that map inputs to codes (``model.encoder()``, for a model that
+    offers one: :class:`~toolkit.models.HasEncoder`), or ``None`` for a model without."""
+    return model.encoder() if isinstance(model, HasEncoder) else None
 
 
 def encode(encoder: Sequential, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from toolkit.nn.layer import Layer, Sequential
+from toolkit.nn.layer import Sequential
 
 
 @dataclass
@@ -27,22 +27,9 @@ class FieldRow:
     stride: int
 
 
-def _kernels(layer: Layer) -> list[tuple[int, int]]:
-    """The (kernel, stride) steps a layer applies along one spatial axis, in order."""
-    if layer.kind == "residual_block":
-        return [(layer.kernel_size, layer.stride), (layer.kernel_size, 1)]
-    if layer.kind in ("global_avgpool", "flatten") and layer.input_shape:
-        if len(layer.input_shape) == 3:
-            return [(layer.input_shape[-1], layer.input_shape[-1])]
-        return []
-    kernel, stride = getattr(layer, "kernel_size", None), getattr(layer, "stride", None)
-    if isinstance(kernel, int) and isinstance(stride, int):
-        return [(kernel, stride)]
-    return []
-
-
 def receptive_fields(model: Sequential) -> list[FieldRow]:
-    """Rows for every top-level layer of a built model, from the input to the output.
+    """Rows for every top-level layer of a built model, from the input to the output,
+    from the (kernel, stride) steps each layer declares (``Layer.spatial_steps``).
 
     Once a layer has mixed the whole map (flatten, global pooling), every later layer sees
     the whole input too: dense layers, and a decoder's convolutions after them, keep that
@@ -50,7 +37,7 @@ def receptive_fields(model: Sequential) -> list[FieldRow]:
     """
     rows, field, jump, mixed = [], 1, 1, False
     for index, layer in enumerate(model.layers):
-        for kernel, stride in [] if mixed else _kernels(layer):
+        for kernel, stride in [] if mixed else layer.spatial_steps():
             field += (kernel - 1) * jump
             jump *= stride
         mixed = mixed or len(layer.output_shape) != 3

@@ -4,7 +4,8 @@ Everything that can be wrong with the config (names, values, shapes, the trackin
 a checkpoint to start from) is checked while building, before the MLflow run starts and
 before any training.
 
-Tasks: a model builder may declare ``task = "reconstruction"`` (the autoencoders): it is
+Tasks: a model builder may declare ``task=RECONSTRUCTION`` where it registers
+(``@models.register("autoencoder", task=RECONSTRUCTION)``): it is
 then trained to output its flattened input (``num_outputs = prod(sample_shape)``, loss
 ``mse`` where the config names the classification default ``cross_entropy``), and after
 training a probe classifier on its frozen encoder's codes reports ``probe/test_acc``.
@@ -25,7 +26,7 @@ from toolkit.analysis.latent_probe import ProbeSettings, encoder_of
 from toolkit.app.transfer import start_from, transfer_settings
 from toolkit.app.validate import validate_config
 from toolkit.data import ArrayData, Augmenter, Dataset, Splits, build_augmenter, split_dataset
-from toolkit.models import ModelSpec, build_model
+from toolkit.models import RECONSTRUCTION, ModelSpec, build_model, declared_task
 from toolkit.nn.layer import Layer, forward_in_batches
 from toolkit.nn.losses import Loss
 from toolkit.registry import ConfigError, datasets, losses, models, optimizers, schedules
@@ -33,7 +34,6 @@ from toolkit.train import EarlyStopping, Trainer
 from toolkit.train.trainer import engine_threads
 
 DTYPES = ("float32", "float64")
-RECONSTRUCTION = "reconstruction"
 RECONSTRUCTION_LOSS = "mse"
 
 
@@ -110,8 +110,9 @@ def no_model_message() -> str:
 
 
 def model_task(model_name: str, dataset: Dataset) -> str:
-    """The job's task: the model builder's ``task`` attribute, else the dataset's."""
-    return getattr(models.get(model_name, key="model"), "task", dataset.task)
+    """The job's task: the one the model builder declares, else the dataset's."""
+    models.get(model_name, key="model")  # an unknown name is named here
+    return declared_task(model_name) or dataset.task
 
 
 def with_loss(cfg: DictConfig, name: str) -> DictConfig:

@@ -17,7 +17,9 @@ toolkit array               torch ``state_dict`` key
 ``param/fc/W`` (in, out)    ``fc.weight`` (out, in) = W.T
 ==========================  ==========================================================
 
-The round trip is exact (the arrays are copied, the dense weight transposed twice).
+The torch names and layouts are those each layer class declares (``torch_layout``, a
+:class:`~toolkit.nn.torch_layout.TorchLayout`). The round trip is exact (the arrays are
+copied, the dense weight transposed twice).
 ``torch`` is imported inside the functions only.
 """
 
@@ -28,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.interop.torch_state import STATE_KEYS
 from toolkit.nn.layer import Layer
+from toolkit.nn.torch_layout import TorchLayout
 from toolkit.registry import ConfigError
 from toolkit.train.checkpoint import load_weights, model_arrays
 
@@ -45,28 +47,36 @@ def torch_path(path: str) -> str:
 
 def state_keys(model: Layer) -> dict[str, str]:
     """``{toolkit array key ("param/<path>/<name>"): torch state_dict key}`` for every
-    parameter and buffer of ``model``; a layer kind without a known mapping is named."""
+    parameter and buffer of ``model``; a layer with arrays but no declared layout is named."""
     keys = {}
     for path, layer in model.named_layers():
         arrays = {**layer.params, **layer.buffers}
         if not arrays:
             continue
-        names = STATE_KEYS.get(layer.kind)
-        if names is None:
+        if layer.torch_layout is None:
             raise ConfigError(
                 f"layer {path} ({layer.kind}) has no torch state_dict mapping in "
-                f"toolkit.interop; mapped kinds: {', '.join(sorted(STATE_KEYS))}"
+                "toolkit.interop: its class declares no torch_layout"
             )
         for key in arrays:
             kind = "param" if key in layer.params else "buffer"
-            keys[f"{kind}/{path}/{key}"] = f"{torch_path(path)}.{names[key]}"
+            keys[f"{kind}/{path}/{key}"] = f"{torch_path(path)}.{layer.torch_layout.names[key]}"
     return keys
 
 
-def _transposed(array_key: str, model_kinds: dict[str, str]) -> bool:
-    """Whether the array is a dense layer's W (stored transposed in torch)."""
+def _layouts(model: Layer) -> dict[str, TorchLayout]:
+    """Each leaf layer's declared torch layout by path (layers without one left out)."""
+    return {path: layer.torch_layout for path, layer in model.named_layers() if layer.torch_layout}
+
+
+def _to_torch(array_key: str, array: np.ndarray, layouts: dict[str, TorchLayout]) -> np.ndarray:
     _, path, name = array_key.split("/")
-    return name == "W" and model_kinds[path] == "dense"
+    return layouts[path].torch_array(name, array)
+
+
+def _from_torch(array_key: str, array: np.ndarray, layouts: dict[str, TorchLayout]) -> np.ndarray:
+    _, path, name = array_key.split("/")
+    return layouts[path].toolkit_array(name, array)
 
 
 def to_torch_state(model: Layer) -> dict[str, Any]:
@@ -74,14 +84,15 @@ def to_torch_state(model: Layer) -> dict[str, Any]:
     with ``num_batches_tracked = 0`` for each batch norm."""
     import torch
 
-    kinds = {path: layer.kind for path, layer in model.named_layers()}
+    layouts = _layouts(model)
     arrays = model_arrays(model)
     state: dict[str, Any] = {}
     for array_key, torch_key in state_keys(model).items():
-        value = arrays[array_key].T if _transposed(array_key, kinds) else arrays[array_key]
+        value = _to_torch(array_key, arrays[array_key], layouts)
         state[torch_key] = torch.from_numpy(np.array(value, order="C"))
-        if torch_key.endswith(".running_var"):
-            state[torch_key.removesuffix("running_var") + "num_batches_tracked"] = torch.tensor(0)
+    for path, layout in layouts.items():
+        if layout.counts_batches:
+            state[f"{torch_path(path)}.num_batches_tracked"] = torch.tensor(0)
     return state
 
 
@@ -100,7 +111,7 @@ def from_torch_state(
     Missing, unexpected or differently shaped entries are one ConfigError naming them all.
     """
     skipped = tuple(f"{kind}/{path}/" for path in skip for kind in ("param", "buffer"))
-    kinds = {path: layer.kind for path, layer in model.named_layers()}
+    layouts = _layouts(model)
     keys = {k: v for k, v in state_keys(model).items() if not k.startswith(skipped)}
     ignored = {torch_path(path) + "." for path in skip}
     known = set(keys.values())
@@ -122,7 +133,7 @@ def from_torch_state(
     arrays = {k: v for k, v in current.items() if k.startswith(skipped)}
     for array_key, torch_key in keys.items():
         value = np.asarray(_numpy(state[torch_key]))
-        arrays[array_key] = value.T if _transposed(array_key, kinds) else value
+        arrays[array_key] = _from_torch(array_key, value, layouts)
     load_weights(model, arrays, source=source)
 
 

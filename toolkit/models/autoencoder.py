@@ -1,25 +1,26 @@
 """Autoencoders: models that reconstruct their input through a small latent code.
 
-Both builders carry ``task = "reconstruction"``: the app trains them on targets equal to
-their flattened inputs (with ``mse``), so their output has ``prod(input_shape)`` units.
-The model they return remembers where its encoder ends: ``model.encoder_layers`` is the
-number of leading layers of the :class:`~toolkit.nn.Sequential` that map an input to its
-code, so ``model.layers[:model.encoder_layers]`` is the encoder (see
-:mod:`toolkit.analysis.latent_probe`).
+Both builders register with ``task=RECONSTRUCTION``: the app trains them on targets equal
+to their flattened inputs (with ``mse``), so their output has ``prod(input_shape)`` units.
+The model they return is an :class:`EncoderDecoder`: a Sequential that knows where its
+encoder ends, and whose ``encoder()`` maps an input to its code (the
+:class:`~toolkit.models.build.HasEncoder` protocol that
+:mod:`toolkit.analysis.latent_probe` reads).
 """
 
 from __future__ import annotations
 
 import math
 
-from toolkit.models.cnn import activation_fn, check_image_shape, positive_int, positive_ints
+from toolkit.models.build import RECONSTRUCTION
+from toolkit.models.cnn import check_image_shape, odd_kernel_size
+from toolkit.nn.activations import activation_layer
+from toolkit.nn.checks import positive_int, positive_ints
 from toolkit.nn.dense import Dense
 from toolkit.nn.layer import Layer, Sequential
 from toolkit.nn.reshape import Flatten
 from toolkit.nn.upsample import Unflatten, Upsample2d
 from toolkit.registry import ConfigError, layers, models
-
-RECONSTRUCTION = "reconstruction"
 
 
 def check_outputs(name: str, input_shape: tuple[int, ...], num_outputs: int) -> None:
@@ -32,14 +33,23 @@ def check_outputs(name: str, input_shape: tuple[int, ...], num_outputs: int) -> 
         )
 
 
-def with_encoder(encoder: list[Layer], decoder: list[Layer]) -> Sequential:
-    """``Sequential(encoder + decoder)`` with ``encoder_layers = len(encoder)``."""
-    model = Sequential(encoder + decoder)
-    model.encoder_layers = len(encoder)
-    return model
+class EncoderDecoder(Sequential):
+    """``Sequential(encoder + decoder)`` that knows where its encoder ends.
+
+    Attributes:
+        encoder_layers: how many leading layers map an input to its code.
+    """
+
+    def __init__(self, encoder: list[Layer], decoder: list[Layer]) -> None:
+        super().__init__(encoder + decoder)
+        self.encoder_layers = len(encoder)
+
+    def encoder(self) -> Sequential:
+        """The leading layers: input (N, ...) -> code (N, D) (the same layer objects)."""
+        return Sequential(self.layers[: self.encoder_layers])
 
 
-@models.register("autoencoder")
+@models.register("autoencoder", task=RECONSTRUCTION)
 def autoencoder(
     input_shape: tuple[int, ...],
     num_outputs: int,
@@ -65,25 +75,22 @@ def autoencoder(
         init: weight initializer of every dense layer.
     """
     check_outputs("autoencoder", input_shape, num_outputs)
-    sizes = positive_ints("hidden_sizes", list(hidden_sizes)) if hidden_sizes else []
-    positive_int("latent", latent)
+    sizes = positive_ints(list(hidden_sizes), "hidden_sizes", "model") if hidden_sizes else []
+    positive_int(latent, "latent", "model")
     encoder: list[Layer] = [Flatten()] if len(input_shape) > 1 else []
     for size in sizes:
-        encoder += [Dense(size, init=init), activation_fn(activation)]
+        encoder += [Dense(size, init=init), activation_layer(activation)]
     encoder.append(Dense(latent, init=init))
     if latent_activation:
-        encoder.append(activation_fn(latent_activation))
+        encoder.append(activation_layer(latent_activation))
     decoder: list[Layer] = []
     for size in reversed(sizes):
-        decoder += [Dense(size, init=init), activation_fn(activation)]
+        decoder += [Dense(size, init=init), activation_layer(activation)]
     decoder.append(Dense(num_outputs, init=init))
-    return with_encoder(encoder, decoder)
+    return EncoderDecoder(encoder, decoder)
 
 
-autoencoder.task = RECONSTRUCTION
-
-
-@models.register("conv_autoencoder")
+@models.register("conv_autoencoder", task=RECONSTRUCTION)
 def conv_autoencoder(
     input_shape: tuple[int, ...],
     num_outputs: int,
@@ -114,11 +121,9 @@ def conv_autoencoder(
     """
     check_image_shape("conv_autoencoder", input_shape)
     check_outputs("conv_autoencoder", input_shape, num_outputs)
-    stages = positive_ints("channels", channels)
-    positive_int("kernel_size", kernel_size)
-    positive_int("latent", latent)
-    if kernel_size % 2 == 0:
-        raise ConfigError(f"model.kernel_size={kernel_size} must be odd for same padding")
+    stages = positive_ints(channels, "channels", "model")
+    odd_kernel_size(kernel_size)
+    positive_int(latent, "latent", "model")
     in_channels, height, width = input_shape
     factor = 2 ** len(stages)
     if height % factor or width % factor:
@@ -131,23 +136,20 @@ def conv_autoencoder(
     for width_ in stages:
         encoder += [
             conv(width_, kernel_size, padding="same", init=init),
-            activation_fn(activation),
+            activation_layer(activation),
             layers.get("maxpool2d")(2),
         ]
     code_shape = [stages[-1], height // factor, width // factor]
     encoder += [Flatten(), Dense(latent, init=init)]
     decoder: list[Layer] = [
         Dense(math.prod(code_shape), init=init),
-        activation_fn(activation),
+        activation_layer(activation),
         Unflatten(code_shape),
     ]
     targets = [*reversed(stages[:-1]), in_channels]
     for index, width_ in enumerate(targets):
         decoder += [Upsample2d(2), conv(width_, kernel_size, padding="same", init=init)]
         if index < len(targets) - 1:
-            decoder.append(activation_fn(activation))
+            decoder.append(activation_layer(activation))
     decoder.append(Flatten())
-    return with_encoder(encoder, decoder)
-
-
-conv_autoencoder.task = RECONSTRUCTION
+    return EncoderDecoder(encoder, decoder)

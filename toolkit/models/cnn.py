@@ -8,27 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from toolkit.nn.activations import activation_layer
+from toolkit.nn.checks import positive_int, positive_ints
 from toolkit.nn.layer import Layer, Sequential
-from toolkit.registry import ConfigError, activations, layers, models
+from toolkit.registry import ConfigError, layers, models
 
 POOLS = {"max": "maxpool2d", "avg": "avgpool2d"}
 
 
-def positive_ints(key: str, values: Sequence[int] | int) -> list[int]:
-    """``values`` as a list of positive ints, else a one-line ConfigError naming ``model.key``."""
-    items = list(values) if isinstance(values, Sequence) and not isinstance(values, str) else None
-    if not items:
-        raise ConfigError(f"model.{key}={values!r} must be a non-empty list of positive integers")
-    for item in items:
-        positive_int(key, item)
-    return [int(item) for item in items]
-
-
-def positive_int(key: str, value: int) -> int:
-    """``value`` if it is an int >= 1, else a one-line ConfigError naming ``model.key``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"model.{key}={value!r} must be a positive integer")
-    return value
+def odd_kernel_size(kernel_size: int) -> int:
+    """``kernel_size`` if it is a positive odd int (same padding keeps H and W), else a
+    ConfigError naming ``model.kernel_size``."""
+    positive_int(kernel_size, "kernel_size", "model")
+    if kernel_size % 2 == 0:
+        raise ConfigError(f"model.kernel_size={kernel_size} must be odd for same padding")
+    return kernel_size
 
 
 def check_image_shape(name: str, input_shape: tuple[int, ...]) -> None:
@@ -82,21 +76,19 @@ def cnn(
         init: weight initializer of every conv and dense layer.
     """
     check_image_shape("cnn", input_shape)
-    stages = positive_ints("channels", channels)
-    positive_int("kernel_size", kernel_size)
-    if kernel_size % 2 == 0:
-        raise ConfigError(f"model.kernel_size={kernel_size} must be odd for same padding")
+    stages = positive_ints(channels, "channels", "model")
+    odd_kernel_size(kernel_size)
     check_choice("pool", pool, POOLS)
-    positive_int("hidden", hidden)
+    positive_int(hidden, "hidden", "model")
     rate = check_dropout(dropout)
     stack: list[Layer] = []
     for width in stages:
         stack.append(layers.get("conv2d")(width, kernel_size, padding="same", init=init))
         if batchnorm:
             stack.append(layers.get("batchnorm")())
-        stack += [activation_fn(activation), layers.get(POOLS[pool])(2)]
+        stack += [activation_layer(activation), layers.get(POOLS[pool])(2)]
     stack += [layers.get("flatten")(), layers.get("dense")(hidden, init=init)]
-    stack.append(activation_fn(activation))
+    stack.append(activation_layer(activation))
     if rate:
         stack.append(layers.get("dropout")(rate))
     stack.append(layers.get("dense")(num_outputs, init=init))
@@ -116,12 +108,12 @@ def cnn_single(
     """The reference's single-convolution net: conv (8 filters 3x3, no padding) -> act
     -> flatten -> dense(num_outputs). MNIST: (1, 28, 28) -> (8, 26, 26) -> 5408 -> 10."""
     check_image_shape("cnn_single", input_shape)
-    positive_int("filters", filters)
-    positive_int("kernel_size", kernel_size)
+    positive_int(filters, "filters", "model")
+    positive_int(kernel_size, "kernel_size", "model")
     return Sequential(
         [
             layers.get("conv2d")(filters, kernel_size, init=init),
-            activation_fn(activation),
+            activation_layer(activation),
             layers.get("flatten")(),
             layers.get("dense")(num_outputs, init=init),
         ]
@@ -157,22 +149,20 @@ def resnet(
         init: weight initializer of the stem conv and the output layer.
     """
     check_image_shape("resnet", input_shape)
-    widths = positive_ints("channels", channels)
-    depths = positive_ints("blocks", blocks)
+    widths = positive_ints(channels, "channels", "model")
+    depths = positive_ints(blocks, "blocks", "model")
     if len(widths) != len(depths):
         raise ConfigError(
             f"model.blocks has {len(depths)} entries but model.channels has {len(widths)}; "
             "give one block count per stage"
         )
-    positive_int("kernel_size", kernel_size)
-    if kernel_size % 2 == 0:
-        raise ConfigError(f"model.kernel_size={kernel_size} must be odd for same padding")
+    odd_kernel_size(kernel_size)
     stack: list[Layer] = [
         layers.get("conv2d")(widths[0], kernel_size, padding="same", bias=not batchnorm, init=init)
     ]
     if batchnorm:
         stack.append(layers.get("batchnorm")())
-    stack.append(activation_fn("relu"))
+    stack.append(activation_layer("relu"))
     block = layers.get("residual_block")
     for stage, (width, depth) in enumerate(zip(widths, depths, strict=True)):
         for index in range(depth):
@@ -180,8 +170,3 @@ def resnet(
             stack.append(block(width, stride, residual, batchnorm, kernel_size))
     stack += [layers.get("global_avgpool")(), layers.get("dense")(num_outputs, init=init)]
     return Sequential(stack)
-
-
-def activation_fn(name: str) -> Layer:
-    """A fresh activation layer chosen by name (a ConfigError naming model.activation)."""
-    return activations.build(name, key="model.activation")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.nn.layer import Layer
+from toolkit.nn.torch_layout import TorchLayout
 from toolkit.registry import ConfigError, activations, layers
 
 
@@ -25,6 +26,7 @@ class Identity(Activation):
     """y = x."""
 
     kind = "identity"
+    torch_layout = TorchLayout(module=lambda nn, layer: nn.Identity())
 
 
 @activations.register("relu")
@@ -33,12 +35,19 @@ class ReLU(Activation):
 
     kind = "relu"
     kinks = (0.0,)
+    torch_layout = TorchLayout(module=lambda nn, layer: nn.ReLU())
 
     _zeros: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._positive = x > 0
         return np.maximum(x, zeros_like_cached(self, x))
+
+    def forward_in_place(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`forward` writing y over ``x`` (for a caller that owns ``x`` and does not
+        need it again, such as a residual block's intermediate maps)."""
+        self._positive = x > 0
+        return np.maximum(x, zeros_like_cached(self, x), out=x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return np.multiply(dy, self._positive, dtype=dy.dtype)
@@ -66,6 +75,7 @@ class LeakyReLU(Activation):
 
     kind = "leaky_relu"
     kinks = (0.0,)
+    torch_layout = TorchLayout(module=lambda nn, layer: nn.LeakyReLU(layer.negative_slope))
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -84,6 +94,7 @@ class Sigmoid(Activation):
     """y = 1 / (1 + exp(-x)), computed as (1 + tanh(x/2)) / 2 so it never overflows."""
 
     kind = "sigmoid"
+    torch_layout = TorchLayout(module=lambda nn, layer: nn.Sigmoid())
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         y = np.tanh(x * 0.5)
@@ -102,6 +113,7 @@ class Tanh(Activation):
     """y = tanh(x); dy/dx = 1 - y^2."""
 
     kind = "tanh"
+    torch_layout = TorchLayout(module=lambda nn, layer: nn.Tanh())
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._y = np.tanh(x)
@@ -118,6 +130,7 @@ class ELU(Activation):
 
     kind = "elu"
     kinks = (0.0,)
+    torch_layout = TorchLayout(module=lambda nn, layer: nn.ELU(layer.alpha))
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
@@ -141,6 +154,7 @@ class GELU(Activation):
     y = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))."""
 
     kind = "gelu"
+    torch_layout = TorchLayout(module=lambda nn, layer: nn.GELU(approximate="tanh"))
     _c = float(np.sqrt(2.0 / np.pi))
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -163,6 +177,7 @@ class Softmax(Activation):
     """
 
     kind = "softmax"
+    torch_layout = TorchLayout(module=lambda nn, layer: nn.Softmax(dim=-1))
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         e = np.exp(x - x.max(axis=-1, keepdims=True))
@@ -174,7 +189,8 @@ class Softmax(Activation):
         return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
 
 
-@layers.register("activation")
+@layers.register("activation", gradcheck_cases=[({"name": "tanh"}, (5,))])
 def activation_layer(name: str = "relu") -> Activation:
-    """An activation chosen by name, as a layer (``layers.build("activation", "tanh")``)."""
+    """An activation chosen by name, as a layer (``layers.build("activation", "tanh")``);
+    the model builders use it too."""
     return activations.build(name, key="activation")

@@ -41,17 +41,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from toolkit.nn import parallel
+from toolkit.nn.checks import positive_int
 from toolkit.nn.im2col import col2im_shifted, im2col_shifted, tap_span
 from toolkit.nn.initializers import initialize
 from toolkit.nn.layer import Layer, Shape
+from toolkit.nn.torch_layout import TorchLayout
 from toolkit.registry import ConfigError, layers
-
-
-def positive_int(value: object, name: str, owner: str) -> int:
-    """``value`` if it is an int >= 1, else a ConfigError naming ``owner.name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{owner}.{name}={value!r} must be a positive integer")
-    return int(value)
 
 
 @layers.register("conv2d")
@@ -74,6 +69,24 @@ class Conv2d(Layer):
     """
 
     kind = "conv2d"
+    gradcheck_cases = [
+        ({"out_channels": 3, "kernel_size": 3, "stride": 1, "padding": 0}, (2, 5, 5)),
+        ({"out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1}, (2, 5, 5)),
+        ({"out_channels": 2, "kernel_size": 3, "padding": "same", "bias": False}, (2, 4, 4)),
+    ]
+    weight_names = ("W",)
+    is_conv = feature_stage = True
+    torch_layout = TorchLayout(
+        {"W": "weight", "b": "bias"},  # W (F, C, k, k) as is
+        module=lambda nn, conv: nn.Conv2d(
+            conv.input_shape[0],
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.pad,
+            bias=conv.bias,
+        ),
+    )
 
     def __init__(
         self,
@@ -120,6 +133,9 @@ class Conv2d(Layer):
             f"{self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding!r}"
         )
+
+    def spatial_steps(self) -> list[tuple[int, int]]:
+        return [(self.kernel_size, self.stride)]
 
     def infer_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 3:

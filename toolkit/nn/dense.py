@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.nn import parallel
+from toolkit.nn.checks import positive_int
 from toolkit.nn.initializers import initialize
 from toolkit.nn.layer import Layer, Shape
-from toolkit.registry import ConfigError, layers
+from toolkit.nn.torch_layout import TorchLayout
+from toolkit.registry import layers
 
 #: multiply-adds (batch x in x out) below which a dense layer stays on one thread
 SHARD_MIN_MACS = 1 << 22
@@ -27,12 +29,17 @@ class Dense(Layer):
     """
 
     kind = "dense"
+    gradcheck_cases = [({"units": 3}, (5,)), ({"units": 4, "bias": False}, (3,))]
+    weight_names = ("W",)
+    torch_layout = TorchLayout(
+        {"W": "weight", "b": "bias"},
+        transposed=frozenset({"W"}),  # W (in, out); Linear.weight (out, in)
+        module=lambda nn, dense: nn.Linear(dense.input_shape[0], dense.units, bias=dense.bias),
+    )
 
     def __init__(self, units: int, bias: bool = True, init: str = "he") -> None:
         super().__init__()
-        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-            raise ConfigError(f"dense units must be a positive integer; got {units!r}")
-        self.units, self.bias, self.init = units, bias, init
+        self.units, self.bias, self.init = positive_int(units, "units", "dense"), bias, init
         self._x: np.ndarray | None = None
 
     def infer_output_shape(self, input_shape: Shape) -> Shape:

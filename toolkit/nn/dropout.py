@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.nn.layer import Layer, Shape
+from toolkit.nn.torch_layout import TorchLayout
 from toolkit.registry import ConfigError, layers
 
 
@@ -18,6 +19,8 @@ class Dropout(Layer):
     """
 
     kind = "dropout"
+    gradcheck_cases = [({"rate": 0.3}, (6,))]
+    torch_layout = TorchLayout(module=lambda nn, layer: nn.Dropout(layer.rate))
 
     def __init__(self, rate: float = 0.5) -> None:
         super().__init__()

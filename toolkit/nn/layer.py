@@ -17,18 +17,39 @@ Every layer is an object with
 * ``needs_input_grad``: when False, ``backward`` may skip computing ``dL/dx`` and return
   None (the first layer of a model never needs it; dense and conv layers use this).
 
+What a layer class declares about itself, read by the rest of the toolkit instead of
+tables keyed by ``kind`` (so a new layer is one file plus its test):
+
+* ``gradcheck_cases``: ``[(constructor kwargs, per-sample input shape), ...]`` that the
+  gradient-check test builds it with (default: no arguments, ``(5,)`` inputs; a layer
+  with required arguments or image inputs declares its own).
+* ``weight_names``: the ``params`` that are weights multiplying the input (``("W",)``
+  for dense and conv; not biases or batch-norm scales): gradient-flow profiles follow
+  the layers that have them.
+* ``is_conv``: a convolution whose ``params[weight_names[0]]`` are (F, C, kh, kw)
+  filters (figures draw them; the conv-only post-fit steps apply to models with one).
+* ``feature_stage``: its NCHW output is a stage worth showing as feature maps.
+* ``spatial_steps()``: the (kernel, stride) steps it applies along a spatial axis, for
+  receptive fields.
+* ``torch_layout``: its PyTorch twin and where its arrays go there
+  (:class:`~toolkit.nn.torch_layout.TorchLayout`), or None.
+
 Backward must follow the forward call it answers; layers are not re-entrant.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
+from toolkit.nn.torch_layout import TorchLayout
 from toolkit.registry import ConfigError
 
 Shape = tuple[int, ...]
+#: (constructor kwargs, per-sample input shape) of one gradient-check case
+GradcheckCase = tuple[dict[str, Any], Shape]
 
 
 class Layer:
@@ -42,6 +63,16 @@ class Layer:
     kind: str = "layer"
     #: whether ``backward`` must return dL/dx (see the module docstring)
     needs_input_grad: bool = True
+    #: how the gradient check builds it (see the module docstring)
+    gradcheck_cases: ClassVar[Sequence[GradcheckCase]] = (({}, (5,)),)
+    #: ``params`` keys that are weights multiplying the input
+    weight_names: ClassVar[tuple[str, ...]] = ()
+    #: a convolution with (F, C, kh, kw) filters in ``params[weight_names[0]]``
+    is_conv: ClassVar[bool] = False
+    #: its (C, H, W) output is a feature-map stage
+    feature_stage: ClassVar[bool] = False
+    #: its PyTorch twin and array layout, for :mod:`toolkit.interop` (None: none)
+    torch_layout: ClassVar[TorchLayout | None] = None
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -65,6 +96,11 @@ class Layer:
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         return dy
+
+    def spatial_steps(self) -> list[tuple[int, int]]:
+        """The (kernel, stride) steps, in pixels, that this built layer applies along one
+        spatial axis, in order (none by default: element-wise or not spatial)."""
+        return []
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return self.forward(x, training)

@@ -21,6 +21,7 @@ import numpy as np
 
 from toolkit.nn import parallel
 from toolkit.nn.layer import Layer, Shape
+from toolkit.nn.torch_layout import TorchLayout
 from toolkit.registry import ConfigError, layers
 
 
@@ -40,6 +41,19 @@ class BatchNorm(Layer):
     kind = "batchnorm"
     #: per-sample ranks accepted (``batchnorm1d``/``batchnorm2d`` narrow this down)
     ranks: tuple[int, ...] = (1, 3)
+    gradcheck_cases = [({}, (4,)), ({}, (2, 3, 3))]
+    torch_layout = TorchLayout(
+        {
+            "gamma": "weight",
+            "beta": "bias",
+            "running_mean": "running_mean",
+            "running_var": "running_var",
+        },
+        counts_batches=True,
+        module=lambda nn, bn: (nn.BatchNorm2d if len(bn.input_shape) == 3 else nn.BatchNorm1d)(
+            bn.input_shape[0], eps=bn.eps, momentum=bn.momentum
+        ),
+    )
 
     def __init__(self, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
@@ -205,6 +219,7 @@ class BatchNorm1d(BatchNorm):
 
     kind = "batchnorm1d"
     ranks = (1,)
+    gradcheck_cases = [({}, (4,))]
 
 
 @layers.register("batchnorm2d")
@@ -213,3 +228,4 @@ class BatchNorm2d(BatchNorm):
 
     kind = "batchnorm2d"
     ranks = (3,)
+    gradcheck_cases = [({}, (2, 3, 3))]

@@ -22,8 +22,9 @@ import numpy as np
 
 from toolkit.nn import parallel
 from toolkit.nn.activations import ReLU
-from toolkit.nn.conv import positive_int
+from toolkit.nn.checks import positive_int
 from toolkit.nn.layer import Layer, Shape
+from toolkit.nn.torch_layout import TorchLayout
 from toolkit.registry import layers
 
 
@@ -40,6 +41,8 @@ def memory_order(x: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
 class _Pool2d(Layer):
     """Shared shape logic of the k x k / stride s poolings."""
 
+    feature_stage = True
+
     def __init__(self, kernel_size: int = 2, stride: int | None = None) -> None:
         super().__init__()
         self.kernel_size = positive_int(kernel_size, "kernel_size", self.kind)
@@ -49,6 +52,9 @@ class _Pool2d(Layer):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+    def spatial_steps(self) -> list[tuple[int, int]]:
+        return [(self.kernel_size, self.stride)]
 
     def infer_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 3:
@@ -100,6 +106,8 @@ class MaxPool2d(_Pool2d):
     """
 
     kind = "maxpool2d"
+    gradcheck_cases = [({"kernel_size": 2}, (2, 4, 4)), ({"kernel_size": 2}, (1, 5, 5))]
+    torch_layout = TorchLayout(module=lambda nn, pool: nn.MaxPool2d(pool.kernel_size, pool.stride))
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, C, H, W) -> y (N, C, H', W')."""
@@ -201,6 +209,11 @@ class AvgPool2d(_Pool2d):
     """Mean over k x k windows: x (N, C, H, W) -> y (N, C, H', W')."""
 
     kind = "avgpool2d"
+    gradcheck_cases = [
+        ({"kernel_size": 2}, (2, 4, 4)),
+        ({"kernel_size": 3, "stride": 2}, (1, 7, 7)),
+    ]
+    torch_layout = TorchLayout(module=lambda nn, pool: nn.AvgPool2d(pool.kernel_size, pool.stride))
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, C, H, W) -> y (N, C, H', W')."""
@@ -242,6 +255,14 @@ class GlobalAvgPool(Layer):
     """Mean over all positions of each channel: x (N, C, H, W) -> y (N, C)."""
 
     kind = "global_avgpool"
+    gradcheck_cases = [({}, (3, 4, 4))]
+    torch_layout = TorchLayout(
+        module=lambda nn, pool: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    )
+
+    def spatial_steps(self) -> list[tuple[int, int]]:
+        """One window over the whole map."""
+        return [(self.input_shape[-1], self.input_shape[-1])]
 
     def infer_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 3:

@@ -19,22 +19,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from toolkit.nn.activations import zeros_like_cached
-from toolkit.nn.conv import Conv2d, positive_int
+from toolkit.nn.activations import ReLU
+from toolkit.nn.checks import positive_int
+from toolkit.nn.conv import Conv2d
 from toolkit.nn.layer import Layer, Shape
 from toolkit.nn.norm import BatchNorm
 from toolkit.registry import ConfigError, layers
-
-
-class _ReLU:
-    """max(x, 0), in place on a buffer the block owns; remembers where x > 0."""
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._positive = x > 0
-        return np.maximum(x, zeros_like_cached(self, x), out=x)
-
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        return np.multiply(dy, self._positive, dtype=dy.dtype)
 
 
 @layers.register("residual_block")
@@ -53,6 +43,12 @@ class ResidualBlock(Layer):
     """
 
     kind = "residual_block"
+    gradcheck_cases = [
+        ({"out_channels": 2}, (2, 4, 4)),
+        ({"out_channels": 3, "stride": 2}, (2, 4, 4)),
+        ({"out_channels": 2, "shortcut": False}, (2, 4, 4)),
+    ]
+    feature_stage = True
 
     def __init__(
         self,
@@ -79,13 +75,17 @@ class ResidualBlock(Layer):
         self.bn2 = BatchNorm() if batchnorm else None
         self.proj: Conv2d | None = None
         self.proj_bn: BatchNorm | None = None
-        self._relu1, self._relu2 = _ReLU(), _ReLU()
+        self._relu1, self._relu2 = ReLU(), ReLU()  # applied in place (forward_in_place)
 
     def extra_repr(self) -> str:
         return (
             f"{self.out_channels}, stride={self.stride}, shortcut={self.shortcut}, "
             f"batchnorm={self.batchnorm}, kernel_size={self.kernel_size}"
         )
+
+    def spatial_steps(self) -> list[tuple[int, int]]:
+        """Its two convolutions in a row (the first carries the stride)."""
+        return [(self.kernel_size, self.stride), (self.kernel_size, 1)]
 
     def children(self) -> Iterator[tuple[str, Layer]]:
         named = {
@@ -130,13 +130,13 @@ class ResidualBlock(Layer):
         h = self.conv1.forward(x, training)
         if self.bn1 is not None:
             h = self.bn1.forward(h, training)
-        h = self._relu1.forward(h)
+        h = self._relu1.forward_in_place(h)
         h = self.conv2.forward(h, training)
         if self.bn2 is not None:
             h = self.bn2.forward(h, training)
         if self.shortcut:
             h += self._shortcut_forward(x, training)
-        return self._relu2.forward(h)
+        return self._relu2.forward_in_place(h)
 
     def _shortcut_forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         if self.proj is None:

@@ -9,8 +9,10 @@ import math
 
 import numpy as np
 
+from toolkit.nn.checks import positive_int, positive_ints
 from toolkit.nn.layer import Layer, Shape
-from toolkit.registry import ConfigError, layers
+from toolkit.nn.torch_layout import TorchLayout
+from toolkit.registry import layers
 
 
 @layers.register("unflatten")
@@ -24,12 +26,11 @@ class Unflatten(Layer):
 
     kind = "unflatten"
     gradcheck_cases = [({"shape": (2, 3, 3)}, (18,))]
+    torch_layout = TorchLayout(module=lambda nn, layer: nn.Unflatten(1, layer.shape))
 
     def __init__(self, shape: list[int]) -> None:
         super().__init__()
-        if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-            raise ConfigError(f"unflatten shape must be positive integers; got {shape!r}")
-        self.shape = tuple(shape)
+        self.shape = tuple(positive_ints(shape, "shape", "unflatten"))
 
     def extra_repr(self) -> str:
         return f"{self.shape}"
@@ -62,12 +63,13 @@ class Upsample2d(Layer):
 
     kind = "upsample2d"
     gradcheck_cases = [({"scale": 2}, (2, 3, 3)), ({"scale": 3}, (1, 2, 2))]
+    torch_layout = TorchLayout(
+        module=lambda nn, layer: nn.Upsample(scale_factor=layer.scale, mode="nearest")
+    )
 
     def __init__(self, scale: int = 2) -> None:
         super().__init__()
-        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-            raise ConfigError(f"upsample2d scale must be a positive integer; got {scale!r}")
-        self.scale = scale
+        self.scale = positive_int(scale, "scale", "upsample2d")
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"

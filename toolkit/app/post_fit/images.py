@@ -3,7 +3,7 @@ conv/pool stage for three test images, and a grid of misclassified test images."
 
 from __future__ import annotations
 
-from toolkit.analysis.feature_maps import has_conv, stage_outputs
+from toolkit.analysis.feature_maps import first_conv, has_conv, stage_outputs
 from toolkit.app.post_fit import FitResult, StepOutput, post_fit_step
 
 
@@ -15,9 +15,9 @@ def _conv_classifier(job) -> bool:
 def filters(result: FitResult) -> StepOutput:
     from toolkit import viz
 
-    model = result.job.model
-    first_conv = next(layer for _, layer in model.named_layers() if layer.kind == "conv2d")
-    return StepOutput(figures={"filters.png": viz.filters_figure(first_conv.params["W"])})
+    conv = first_conv(result.job.model)
+    weights = conv.params[conv.weight_names[0]]
+    return StepOutput(figures={"filters.png": viz.filters_figure(weights)})
 
 
 @post_fit_step("feature_maps", applies=_conv_classifier)

@@ -8,9 +8,9 @@ import numpy as np
 
 from toolkit.analysis.latent_probe import encode, encoder_of, fit_probe
 from toolkit.app.post_fit import FitResult, StepOutput, post_fit_step
+from toolkit.models import RECONSTRUCTION
 from toolkit.train.metrics import confusion_matrix
 
-RECONSTRUCTION = "reconstruction"
 LATENT_POINTS = 2000  # test codes drawn in the latent projection
 
 
