@@ -2,10 +2,11 @@
 
 A plugin is a module that registers components (``@activations.register("swish")``). It
 comes from the ``toolkit.plugins`` entry-point group of an installed package, or is a
-``*.py`` file in a plugin folder (the project's ``plugins/``, ``./plugins``,
-``$TOOLKIT_PLUGINS`` and folders given by the caller). A broken plugin never takes the
-command line down with a traceback: it is rolled back and named with its file, line and
-error, and ``python -m toolkit --help`` still works and lists it.
+``*.py`` file in a plugin folder (``./plugins``, ``$TOOLKIT_PLUGINS``, folders given by the
+caller and, when the package runs from a source checkout, the checkout's ``plugins/``). A
+broken plugin never takes the command line down with a traceback: it is rolled back and
+named with its file, line and error, and ``python -m toolkit --help`` still works and
+lists it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from toolkit.registry import REGISTRIES, ConfigError, load_builtins
+# toolkit.registry is imported inside the functions that use it: it re-exports this
+# module's names, so either module can be imported first without an import cycle.
 
 ENTRY_POINT_GROUP = "toolkit.plugins"
 PLUGINS_ENV_VAR = "TOOLKIT_PLUGINS"
@@ -45,11 +47,20 @@ _attempted: set[str] = set()  # entry points and files tried, loaded or not
 _loaded_digests: dict[str, Path] = {}  # sha256 of a loaded plugin file -> its path
 
 
+def checkout_plugins() -> Path | None:
+    """The source checkout's ``plugins/`` when the package runs from one (``uv sync``'s
+    editable install: a ``pyproject.toml`` beside the ``toolkit`` package), else None. An
+    installed wheel lives in ``site-packages``, where nothing beside the package is ours."""
+    project = Path(__file__).resolve().parents[1]
+    return project / "plugins" if (project / "pyproject.toml").is_file() else None
+
+
 def plugin_folders(extra: list[str | os.PathLike] | None = None) -> list[Path]:
-    """Folders searched for plugin modules: the project's ``plugins/`` (beside the
-    ``toolkit`` package), ``./plugins``, ``$TOOLKIT_PLUGINS`` (``os.pathsep``-separated)
-    and ``extra``; only those that exist."""
-    candidates: list[Path] = [Path(__file__).resolve().parents[1] / "plugins"]
+    """Folders searched for plugin modules: the checkout's ``plugins/`` (when running from
+    a source checkout, see :func:`checkout_plugins`), ``./plugins``, ``$TOOLKIT_PLUGINS``
+    (``os.pathsep``-separated) and ``extra``; only those that exist."""
+    checkout = checkout_plugins()
+    candidates: list[Path] = [checkout] if checkout is not None else []
     candidates.append(Path.cwd() / "plugins")
     candidates += [Path(p) for p in os.environ.get(PLUGINS_ENV_VAR, "").split(os.pathsep) if p]
     candidates += [Path(p) for p in extra or []]
@@ -75,6 +86,8 @@ def load_plugins(
     the line and the error (``--help`` loads with ``strict=False`` and lists them).
     Returns the names of what was loaded.
     """
+    from toolkit.registry import ConfigError, load_builtins
+
     load_builtins()
     loaded: list[str] = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -114,6 +127,8 @@ def _guarded(source: str, path: Path | None, load: Callable[[], None]) -> bool:
     """Run ``load``; on any error undo its registrations, record a PluginFailure naming
     ``source`` and the line (in ``path`` if given, else the innermost frame) and return
     False."""
+    from toolkit.registry import REGISTRIES
+
     saved = {kind: dict(registry._entries) for kind, registry in REGISTRIES.items()}
     try:
         load()
@@ -151,6 +166,8 @@ def _import_file(path: Path) -> None:
         module_name += "_" + hashlib.sha256(str(path).encode()).hexdigest()[:8]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
+        from toolkit.registry import ConfigError
+
         raise ConfigError(f"cannot import plugin file {path}; is it a Python module?")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module

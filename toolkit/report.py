@@ -60,11 +60,10 @@ def check_store(tracking_uri: str) -> None:
 def report(args: argparse.Namespace) -> list[Path]:
     """Write (and log) the report; return the paths written, report first."""
     check_store(args.tracking_uri)
-    import mlflow
-
     from toolkit.analysis.report import collect, find_parent_run, log_files, write_files
+    from toolkit.track.client import tracking_client
 
-    client = mlflow.MlflowClient(args.tracking_uri)
+    client = tracking_client(args.tracking_uri)
     study = collect(client, find_parent_run(client, args.target))
     paths = write_files(study, args.out or Path("reports") / study.name, args.metric)
     for path in paths:
@@ -80,7 +79,7 @@ def is_user_error(err: Exception) -> bool:
     an OSError or an MlflowException (imported only when needed)."""
     if isinstance(err, ValueError | OSError):
         return True
-    from mlflow.exceptions import MlflowException
+    from toolkit.track.client import MlflowException
 
     return isinstance(err, MlflowException)
 

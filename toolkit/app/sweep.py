@@ -67,11 +67,10 @@ def job_name(cfg: DictConfig, choices: dict[str, Any], keys: list[str]) -> str:
 def write_study_report(info: SweepInfo, folder: Path):
     """The study's table and figure (``toolkit.report``), written and logged to the
     parent; returns the report's path."""
-    import mlflow
-
     from toolkit.analysis.sweep_report import write_report
+    from toolkit.track.client import tracking_client
 
-    return write_report(mlflow.MlflowClient(info.tracking_uri), info.parent_run_id, folder)
+    return write_report(tracking_client(info.tracking_uri), info.parent_run_id, folder)
 
 
 def loudly(hook, config: DictConfig) -> None:
@@ -91,11 +90,10 @@ def loudly(hook, config: DictConfig) -> None:
 def show_study_view(info: SweepInfo) -> None:
     """Store the study's runs-table view (swept params and test/acc as columns) on its
     experiment, and print where to open it."""
-    import mlflow
-
+    from toolkit.track.client import tracking_client
     from toolkit.track.ui import experiment_url, study_view_tags
 
-    client = mlflow.MlflowClient(info.tracking_uri)
+    client = tracking_client(info.tracking_uri)
     for key, value in study_view_tags(info.swept_keys).items():
         client.set_experiment_tag(info.experiment_id, key, value)
     print(

@@ -12,7 +12,7 @@ from toolkit.analysis.report.runs import StudyData, collect, find_parent_run
 from toolkit.analysis.report.stats import aggregate
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from toolkit.track.client import MlflowClient
 
 ARTIFACT_FOLDER = "report"
 REPORT_FILE = "report.md"
