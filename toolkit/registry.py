@@ -43,6 +43,22 @@ def unknown_name_message(kind: str, name: str, choices: list[str], key: str | No
     return f"unknown {kind} '{name}'{where}{suggestion} choose one of: {', '.join(sorted(choices))}"
 
 
+def one_line(
+    error: BaseException, *, typed: bool = False, cause: bool = False, limit: int | None = 300
+) -> str:
+    """``error``'s message as one line: its lines that are not indented detail (with
+    ``cause``, also those of ``error.__cause__``), stripped and joined by ``"; "``, cut to
+    ``limit`` characters (None: whole); ``typed`` puts the type's name first
+    (``OSError: ...``). A message without text is the type's name alone."""
+    text = f"{error}\n{error.__cause__ or ''}" if cause else str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip() and line[0] != " "]
+    message = "; ".join(lines)
+    if typed and message:
+        message = f"{type(error).__name__}: {message}"
+    message = message or type(error).__name__
+    return message if limit is None or len(message) <= limit else message[: limit - 3] + "..."
+
+
 class Registry(Generic[T]):
     """Maps names to factories (classes or functions) of one kind of component.
 

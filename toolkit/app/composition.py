@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from toolkit.app.command_line import CommandLine
 from toolkit.app.overrides import config_groups, first_job
 from toolkit.app.validate import validate_config, validate_hydra
-from toolkit.registry import ConfigError, close_matches
+from toolkit.registry import ConfigError, close_matches, one_line
 
 
 def check_composition(line: CommandLine, conf_dir: Path) -> DictConfig:
@@ -63,7 +63,7 @@ def compose_checked(conf_dir: Path, config_name: str, overrides: list[str]) -> D
                 base = [o for o in overrides if not _sets(o, full_key)]
                 composed = compose(config_name, overrides=base, return_hydra_config=True)
                 raise ConfigError(unknown_key_message(composed, full_key)) from None
-            raise ConfigError(_one_line(err)) from None
+            raise ConfigError(one_line(err, cause=True, limit=None)) from None
 
 
 def _sets(override: str, key: str) -> bool:
@@ -111,12 +111,6 @@ def _yaml_error(err: BaseException) -> str | None:
     )
     advice = " (YAML indents with spaces, not tabs)" if "\\t" in problem or "\t" in problem else ""
     return f"{where}: {problem}{advice}"
-
-
-def _one_line(error: BaseException) -> str:
-    """Hydra's message and its cause's as one line (indented detail lines dropped)."""
-    text = f"{error}\n{error.__cause__ or ''}"
-    return "; ".join(line.strip() for line in text.splitlines() if line and line[0] != " ")
 
 
 def sweeper_overrides(cfg: DictConfig) -> list[str]:

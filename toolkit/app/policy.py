@@ -27,6 +27,7 @@ from toolkit.app import console
 from toolkit.app.interrupts import Interrupted, signals_held
 from toolkit.app.resume import LAST_CHECKPOINT
 from toolkit.app.tracking import Recorder
+from toolkit.registry import one_line
 from toolkit.track.sweep_records import JobResult, SweepInfo
 
 
@@ -72,11 +73,6 @@ class RunContext:
         )
 
 
-def one_line(error: BaseException) -> str:
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def remove_empty_run_folder(folder: Path) -> None:
     """Remove a rejected run's folder if it holds only what Hydra put there (its config
     copies and log), then the folders above it that are left empty (``outputs/<date>``),
@@ -120,7 +116,8 @@ class SingleRunPolicy:
         kept = recorder.sync_hint
         marked = " (run marked FAILED)" if recorder.run_id and stored else ""
         where = f"; {kept}" if kept else ""
-        console.error(f"{one_line(error)}{marked}; outputs in {ctx.output_dir}{where}")
+        message = one_line(error, typed=True, limit=None)
+        console.error(f"{message}{marked}; outputs in {ctx.output_dir}{where}")
         sys.exit(1)
 
     def interrupted(self, signal: Interrupted, ctx: RunContext, recorder: Recorder) -> NoReturn:
@@ -161,7 +158,7 @@ class SweepJobPolicy:
         return metrics.get(objective, math.nan)
 
     def failed(self, error: Exception, ctx: RunContext, recorder: Recorder):
-        message = one_line(error)
+        message = one_line(error, typed=True, limit=None)
         try:
             recorder.ensure_started()
             if not recorder.end("FAILED", error, how="failed"):

@@ -24,7 +24,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit.app.frozen_prefix import Augment, feature_splits, split_frozen
-from toolkit.app.transfer_settings import RUN_ID, TransferSettings
+from toolkit.app.transfer_settings import TransferSettings
 from toolkit.data.photos import renormalize
 from toolkit.data.splits import ArrayData, Splits
 from toolkit.interop.named_state import from_torch_state
@@ -32,6 +32,7 @@ from toolkit.interop.pretrained import is_pretrained_source, load_pretrained_wei
 from toolkit.nn.layer import Layer
 from toolkit.optim.optimizer import Optimizer, names_layer
 from toolkit.registry import ConfigError
+from toolkit.track.names import RUN_ID
 from toolkit.train.checkpoint import load_weights, model_arrays, read_checkpoint
 
 CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.npz"

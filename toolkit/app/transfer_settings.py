@@ -11,7 +11,6 @@ composes; :meth:`TransferSettings.check` adds the value checks, before any work.
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Optional
 
 from toolkit.registry import ConfigError
@@ -19,7 +18,6 @@ from toolkit.registry import ConfigError
 # OmegaConf reads these annotations at runtime: Optional[...] rather than "X | None".
 # ruff: noqa: UP045
 
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 UNSET = "???"
 
 

@@ -15,14 +15,10 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from toolkit.registry import one_line
+
 DATA_ENV_VAR = "TOOLKIT_DATA_DIR"
 DOWNLOAD_TIMEOUT_S = 5.0
-
-
-def one_line(err: BaseException) -> str:
-    """The exception's message on one line, at most 300 characters."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def unreachable_reason(urls: Iterable[str]) -> str | None:

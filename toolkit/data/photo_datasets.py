@@ -19,13 +19,12 @@ from toolkit.data.dataset import Dataset
 from toolkit.data.downloads import (
     download_urls,
     missing_message,
-    one_line,
     socket_timeout,
     unreachable_reason,
 )
 from toolkit.data.photos import cached_photo_arrays, check_normalize, check_sizes, photo_dataset
 from toolkit.data.raw_files import check_readable, data_root
-from toolkit.registry import ConfigError, datasets
+from toolkit.registry import ConfigError, datasets, one_line
 
 PET_TARGETS = {"binary": "binary-category", "category": "category"}
 #: what each class needs under the data root, and its (train parts, test part)

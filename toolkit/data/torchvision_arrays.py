@@ -15,7 +15,6 @@ from toolkit.data.downloads import (
     DOWNLOAD_TIMEOUT_S,
     download_urls,
     missing_message,
-    one_line,
     socket_timeout,
     unreachable_reason,
 )
@@ -26,7 +25,7 @@ from toolkit.data.raw_files import (
     unpack_archives,
     verify_checksums,
 )
-from toolkit.registry import ConfigError, unknown_name_message
+from toolkit.registry import ConfigError, one_line, unknown_name_message
 
 
 def torchvision_class(dataset_class: str) -> type:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.data.downloads import one_line, socket_timeout, unreachable_reason
-from toolkit.registry import ConfigError, close_matches, unknown_name_message
+from toolkit.data.downloads import socket_timeout, unreachable_reason
+from toolkit.registry import ConfigError, close_matches, one_line, unknown_name_message
 
 PREFIX = "torchvision:"
 PTH_SUFFIXES = (".pth", ".pt")

@@ -8,6 +8,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from toolkit.train.metrics import higher_is_better
+
 SWEEP_FILE = "sweep.json"
 RESULT_FILE = "job_result.json"
 
@@ -54,5 +56,5 @@ def best_result(results: list[JobResult], objective: str) -> JobResult | None:
     scored = [r for r in scored if not math.isnan(r.metrics[objective])]
     if not scored:
         return None
-    sign = 1.0 if objective.endswith("acc") else -1.0
+    sign = 1.0 if higher_is_better(objective) else -1.0
     return max(scored, key=lambda r: sign * r.metrics[objective])

@@ -24,6 +24,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from toolkit.train.metrics import higher_is_better
+
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 """The experiment tag MLflow 3's UI reads for the experiment's kind (its JS bundle:
 ``e.find(e => "mlflow.experimentKind" === e.key)``)."""
@@ -77,7 +79,7 @@ def study_view(
     view: dict[str, Any] = {
         "selectedColumns": runs_table_columns(swept_keys, metrics),
         "orderByKey": f"metrics.`{metrics[0]}`" if metrics else "attributes.start_time",
-        "orderByAsc": not (metrics and metrics[0].endswith("acc")),
+        "orderByAsc": not (metrics and higher_is_better(metrics[0])),
         "runsHiddenMode": "SHOW_ALL",
     }
     if metrics:

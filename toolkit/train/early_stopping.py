@@ -6,6 +6,7 @@ import numpy as np
 
 from toolkit.registry import ConfigError
 from toolkit.train.callbacks import Callback
+from toolkit.train.metrics import higher_is_better
 
 
 class EarlyStopping(Callback):
@@ -33,7 +34,7 @@ class EarlyStopping(Callback):
         if mode not in ("auto", "min", "max"):
             raise ConfigError(f"trainer.early_stopping.mode must be auto, min or max; got {mode!r}")
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
-        self.mode = ("max" if monitor.endswith("acc") else "min") if mode == "auto" else mode
+        self.mode = ("max" if higher_is_better(monitor) else "min") if mode == "auto" else mode
         self.restore_best = restore_best
         self.best: float | None = None
         self.best_epoch = 0

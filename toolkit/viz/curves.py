@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from toolkit.train.metrics import is_accuracy
 from toolkit.viz._axes import new_figure
 
 History = Mapping[str, Sequence[float]]
@@ -49,7 +50,7 @@ def _style(ax: Axes, metric: str, values: np.ndarray) -> None:
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    if metric.endswith("acc"):
+    if is_accuracy(metric):
         ax.set_ylabel(f"{metric.removesuffix('acc')}accuracy (%)")
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
     elif metric.startswith(GRAD_NORM_PREFIX):

@@ -15,10 +15,10 @@ from toolkit.analysis.report.stats import (
     ALPHA,
     ConfigRow,
     aggregate,
-    higher_is_better,
     mean_history,
 )
 from toolkit.analysis.report.tables import DISTINCT_MARK, config_label, has_seeds, value_label
+from toolkit.train.metrics import higher_is_better
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -13,14 +13,7 @@ from pathlib import Path
 
 from toolkit.analysis.report.runs import StudyData
 from toolkit.analysis.report.stats import ConfigRow
-from toolkit.analysis.report.tables import (
-    Table,
-    best_sentence,
-    intro,
-    table,
-    test_note,
-    unfinished_lines,
-)
+from toolkit.analysis.report.tables import Table, sections
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 70em; }
@@ -55,15 +48,11 @@ def image_tag(path: Path) -> str:
 def render(study: StudyData, rows: list[ConfigRow], metric: str, figures: list[Path] = ()) -> str:
     """The page for ``rows`` (from :func:`~toolkit.analysis.report.stats.aggregate`) with
     the PNG ``figures`` inlined."""
-    found = table(study, rows, metric)
-    notes = [text for text in (best_sentence(rows, metric), test_note(rows, metric)) if text]
-    body = [
-        f"<h1>Study {html.escape(study.name)}</h1>",
-        f"<p>{inline(intro(study, rows, metric))}</p>",
-    ]
-    body.append(_table(found, len(study.config_keys), notes))
-    if study.unfinished:
-        items = "".join(f"<li>{inline(line)}</li>" for line in unfinished_lines(study.unfinished))
+    found = sections(study, rows, metric)
+    body = [f"<h1>{html.escape(found.title)}</h1>", f"<p>{inline(found.intro)}</p>"]
+    body.append(_table(found.table, len(study.config_keys), found.notes))
+    if found.unfinished:
+        items = "".join(f"<li>{inline(line)}</li>" for line in found.unfinished)
         body.append(f"<h2>Jobs that did not finish</h2><ul>{items}</ul>")
     for path in figures:
         body.append(
@@ -71,7 +60,7 @@ def render(study: StudyData, rows: list[ConfigRow], metric: str, figures: list[P
         )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>Study {html.escape(study.name)}</title><style>{STYLE}</style></head>\n"
+        f"<title>{html.escape(found.title)}</title><style>{STYLE}</style></head>\n"
         "<body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
 

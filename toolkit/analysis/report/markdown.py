@@ -5,14 +5,7 @@ from __future__ import annotations
 
 from toolkit.analysis.report.runs import StudyData
 from toolkit.analysis.report.stats import ConfigRow, aggregate
-from toolkit.analysis.report.tables import (
-    Table,
-    best_sentence,
-    intro,
-    table,
-    test_note,
-    unfinished_lines,
-)
+from toolkit.analysis.report.tables import Table, sections
 
 
 def markdown(study: StudyData, metric: str = "test/acc", figures: list[str] = ()) -> str:
@@ -22,14 +15,10 @@ def markdown(study: StudyData, metric: str = "test/acc", figures: list[str] = ()
 
 
 def render(study: StudyData, rows: list[ConfigRow], metric: str, figures: list[str] = ()) -> str:
-    parts = [
-        f"# Study {study.name}",
-        intro(study, rows, metric),
-        _table(table(study, rows, metric)),
-    ]
-    parts += [text for text in (best_sentence(rows, metric), test_note(rows, metric)) if text]
-    if study.unfinished:
-        lines = [f"- {line}" for line in unfinished_lines(study.unfinished)]
+    found = sections(study, rows, metric)
+    parts = [f"# {found.title}", found.intro, _table(found.table), *found.notes]
+    if found.unfinished:
+        lines = [f"- {line}" for line in found.unfinished]
         parts.append("\n".join(["## Jobs that did not finish", "", *lines]))
     parts += [f"![{name.rsplit('.', 1)[0]}]({name})" for name in figures]
     return "\n\n".join(parts) + "\n"

@@ -9,13 +9,13 @@ imported only inside the functions that use it.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from toolkit.registry import ConfigError, close_matches
+from toolkit.track.names import RUN_ID
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,7 +35,6 @@ read every metric's history."""
 PAGE_SIZE = 1000
 """Runs per ``search_runs`` page; a sweep of more children is read page by page."""
 MISSING = "–"
-_RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 Value = str | tuple[str, ...]
 """A swept key's value in one run: the param's text, or a tuple for a list param."""
@@ -109,7 +108,7 @@ def find_parent_run(client: MlflowClient, experiment_or_run: str) -> Run:
             experiments that exist), the run is not a sweep's parent, or the experiment
             holds no sweep.
     """
-    if _RUN_ID.fullmatch(experiment_or_run):
+    if RUN_ID.fullmatch(experiment_or_run):
         return _parent_by_id(client, experiment_or_run)
     return _latest_parent(client, experiment_or_run)
 

@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from toolkit.analysis.report.runs import ChildRun, History, StudyData, Value
+from toolkit.train.metrics import higher_is_better
 
 REPORT_METRICS = ("test/acc", "test/loss", "val/acc")
 CONFIDENCE = 0.95
@@ -53,11 +54,6 @@ class ConfigRow:
     best: bool = False
     versus_best: Comparison | None = field(default=None)
     """None for the best row and rows without two runs (or with zero spread on both sides)."""
-
-
-def higher_is_better(metric: str) -> bool:
-    """Accuracies rank highest first, everything else (losses, errors) lowest first."""
-    return metric.endswith("acc")
 
 
 def stat(values: list[float], confidence: float = CONFIDENCE) -> Stat:

@@ -18,9 +18,9 @@ from toolkit.analysis.report.stats import (
     ConfigRow,
     Stat,
     epochs_to_reach,
-    higher_is_better,
     seeds_per_config,
 )
+from toolkit.train.metrics import higher_is_better
 
 DISTINCT_MARK = "†"
 """Marks a configuration distinguishable from the best one (Holm-corrected Welch p < 0.05)."""
@@ -177,6 +177,30 @@ def test_note(rows: list[ConfigRow], metric: str) -> str | None:
         f"p-values Holm-corrected over the {sum(r.versus_best is not None for r in rows)} "
         f"comparisons; {DISTINCT_MARK} marks p < {ALPHA:g} (distinguishable from the best); "
         f"{MISSING} where a side has fewer than two runs."
+    )
+
+
+@dataclass
+class Sections:
+    """What every rendering of a study report shows, in order (Markdown, HTML)."""
+
+    title: str
+    intro: str
+    table: Table
+    notes: list[str]  # the best line and the test note, where they apply
+    unfinished: list[str]  # one line per job that did not finish
+
+
+def sections(study: StudyData, rows: list[ConfigRow], metric: str) -> Sections:
+    """The report's parts for ``rows`` (from
+    :func:`~toolkit.analysis.report.stats.aggregate`), ranked by ``metric``."""
+    notes = [text for text in (best_sentence(rows, metric), test_note(rows, metric)) if text]
+    return Sections(
+        f"Study {study.name}",
+        intro(study, rows, metric),
+        table(study, rows, metric),
+        notes,
+        unfinished_lines(study.unfinished) if study.unfinished else [],
     )
 
 
