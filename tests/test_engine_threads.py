@@ -167,18 +167,20 @@ def test_batchnorm_on_channel_major_images_matches_the_nchw_path(training, threa
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("channel_major", [False, True])
+@pytest.mark.parametrize("layout", ["nchw", "channel_major", "batch_last"])
 @pytest.mark.parametrize("relu", [False, True])
-def test_the_2x2_max_pool_fast_path_matches_the_general_one(threads, channel_major, relu):
-    """The pairs path (contiguous passes, strided only at the end) picks the same window
-    element as the general k*k loop, ties included, and routes the same gradient."""
+def test_the_2x2_max_pool_fast_path_matches_the_general_one(threads, layout, relu):
+    """The pairs paths (NCHW / channel-major memory, and batch-last (C, H, W, N) memory)
+    pick the same window element as the general k*k loop, ties included, and route the
+    same gradient."""
     from toolkit.nn.pool import MaxPool2d
 
     rng = np.random.default_rng(4)
     x = np.round(rng.standard_normal((6, 3, 8, 10)) * 2).astype(np.float32)  # many ties
     x[0] = 0.0
-    if channel_major:
-        x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    perm = {"nchw": (0, 1, 2, 3), "channel_major": (1, 0, 2, 3), "batch_last": (1, 2, 3, 0)}
+    inverse = tuple(np.argsort(perm[layout]))
+    x = np.ascontiguousarray(x.transpose(perm[layout])).transpose(inverse)
     dy = rng.standard_normal((6, 3, 4, 5)).astype(np.float32)
     layer = MaxPool2d(2)
     layer.build((3, 8, 10), rng, np.dtype(np.float32))
@@ -190,3 +192,33 @@ def test_the_2x2_max_pool_fast_path_matches_the_general_one(threads, channel_maj
     general_dx = layer.backward(dy * (general_y > 0) if relu else dy)
     np.testing.assert_array_equal(fast_y, general_y)
     np.testing.assert_array_equal(fast_dx, general_dx)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_convolutions_keep_batch_last_memory_through_the_stage(threads):
+    """A stride-1 "same" conv2d returns a view of (C, H, W, N) memory; batch norm, the
+    fused ReLU + 2x2 max-pool and the next conv keep that layout (no NCHW copies), and
+    the gradients come back in it too."""
+    from toolkit.nn.batch_last import is_batch_last
+
+    model = build_model(
+        ModelSpec("cnn", IMAGE, 3, {"channels": [4, 6], "hidden": 8, "batchnorm": True}),
+        seed=0,
+        dtype="float32",
+    )
+    x = np.random.default_rng(0).standard_normal((5, *IMAGE)).astype(np.float32)
+    with parallel.using_threads(threads):
+        h, outputs = x, []
+        absorbed = model._absorbed()
+        for i, layer in enumerate(model.layers[:8]):  # conv, bn, relu, pool, x2
+            if i in absorbed:
+                continue
+            h = layer.forward_relu(h, True) if i - 1 in absorbed else layer.forward(h, True)
+            outputs.append((layer.kind, h))
+        g = np.ones_like(h)
+        for i in range(7, 0, -1):
+            if i not in absorbed:
+                g = model.layers[i].backward(g)
+    assert [kind for kind, _ in outputs] == ["conv2d", "batchnorm", "maxpool2d"] * 2
+    assert all(is_batch_last(out) for _, out in outputs)
+    assert is_batch_last(g)  # dL/dx of the first batch norm, from the conv behind it

@@ -18,18 +18,21 @@ col2im is the adjoint of im2col: each kernel offset adds its rows of ``dcols`` b
 the input positions it read. Both loop over the ``k*k`` offsets, never over pixels:
 
 * stride 1 with "same" padding (``2p = k - 1``, the LeNet/ResNet case): offset
-  ``(i, j)`` reads the image shifted by ``(i-p)*W + (j-p)`` in the flattened
-  (N*H*W) positions of each channel, so im2col is ``k*k`` contiguous shifted copies and
-  col2im ``k*k`` contiguous shifted adds; the taps that fall outside the image (and
-  wrap around in the flat view) are zeroed.
+  ``(i, j)`` reads the image shifted by ``((i-p)*W + (j-p))*N`` in the flattened
+  (H*W*N) positions of each channel (batch-last memory), so im2col is ``k*k`` contiguous
+  shifted copies and col2im ``k*k`` contiguous shifted adds; the taps' columns that fall
+  outside the image (and wrap around in the flat view) are zeroed.
 * any other geometry: im2col copies strided slices of a zero-padded input (a sliding-
   window view); col2im adds strided slices clipped to the unpadded input.
 
-Layout: the layer works channel-major. ``cols``, the GEMM output and dx live in
-(C, N, H, W) memory, and ``forward``/``backward`` return NCHW-shaped *views* of it
-(``transpose(1, 0, 2, 3)``), which saves a transpose per call. Element-wise layers keep
-that layout (NumPy allocates results in the input's memory order), pooling and the next
-convolution use it without copies, and a flatten copies it into NCHW order.
+Layout: the stride-1 "same" case works batch-last: ``cols`` (columns ordered (h, w, n)),
+the GEMM output and dx live in (C, H, W, N) memory and ``forward``/``backward`` return
+NCHW-shaped *views* of it (see ``toolkit/nn/batch_last.py``: it makes the 2x2 max-pool's
+passes contiguous). Other geometries work channel-major, in (C, N, H, W) memory
+(``transpose(1, 0, 2, 3)`` views). Element-wise layers keep either layout (NumPy allocates
+results in the input's memory order), batch norm, pooling and the next convolution use
+them without copies; a flatten views batch-last memory as an F-ordered (N, C*H*W) matrix
+(the dense layer's GEMMs read it transposed) and copies channel-major memory.
 
 Output size: ``H' = (H + 2p - k) / s + 1`` must be a whole number unless ``floor_mode``
 (PyTorch's behaviour: the last rows/columns that do not fit a full stride are dropped).
@@ -38,11 +41,10 @@ Output size: ``H' = (H + 2p - k) / s + 1`` must be a whole number unless ``floor
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from toolkit.nn import parallel
+from toolkit.nn import batch_last, parallel
 from toolkit.nn.checks import positive_int
-from toolkit.nn.im2col import col2im_shifted, im2col_shifted, tap_span
+from toolkit.nn.im2col import col2im_clipped, im2col_windows
 from toolkit.nn.initializers import initialize
 from toolkit.nn.layer import Layer, Shape
 from toolkit.nn.torch_layout import TorchLayout
@@ -111,7 +113,9 @@ class Conv2d(Layer):
             None if in_channels is None else positive_int(in_channels, "in_channels", "conv2d")
         )
         self.floor_mode = bool(floor_mode)
-        self._cols: np.ndarray | None = None  # (C*k*k [+1], N, H', W') patches of the last x
+        # patches of the last x: (C*k*k [+1], N, H', W'), or (.., H'*W'*N) batch-last
+        self._cols: np.ndarray | None = None
+        self._workspace: dict[str, np.ndarray] = {}  # dcols of the batch-last backward
         self._padded: dict[int, np.ndarray] = {}  # per shard: (C, chunk, H+2p, W+2p) zeros
         self._chunk = 1
 
@@ -188,11 +192,14 @@ class Conv2d(Layer):
         return np.concatenate([weights, self.params["b"][:, None]], axis=1)
 
     def _scratch(self, batch: int) -> np.ndarray:
-        """The ``cols`` buffer (C*k*k [+1], N, H', W') for ``batch`` samples, reused across
-        calls (its last row of ones multiplies the bias)."""
+        """The ``cols`` buffer (C*k*k [+1], N, H', W') for ``batch`` samples (batch-last:
+        (C*k*k [+1], H'*W'*N)), reused across calls (its last row of ones multiplies the
+        bias)."""
         c = self.input_shape[0]
         _, out_h, out_w = self.output_shape
         shape = (c * self.kernel_size**2 + self.bias, batch, out_h, out_w)
+        if self._shifts:
+            shape = (shape[0], out_h * out_w * batch)
         if self._cols is None or self._cols.shape != shape:
             self._cols = np.empty(shape, dtype=self.params["W"].dtype)
             if self.bias:
@@ -224,14 +231,19 @@ class Conv2d(Layer):
         return [(i, [span]) for i, span in enumerate(ranges)]
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """x (N, C, H, W) -> y (N, F, H', W'), a view of channel-major memory.
+        """x (N, C, H, W) -> y (N, F, H', W'), a view of batch-last (stride-1 "same") or
+        channel-major memory.
 
-        The batch is split into ``parallel.threads()`` shards of samples, each with its
-        own im2col columns and GEMM on its own thread; every output element is computed
-        from its own sample alone, so the result does not depend on the split.
+        The work is split into ``parallel.threads()`` shards (of output rows batch-last,
+        else of samples), each with its own im2col columns and GEMM on its own thread;
+        every output element is the same dot product whatever the split.
         """
+        if self._shifts:
+            cols, weights = self._scratch(x.shape[0]), self._weight_matrix()
+            y = batch_last.conv_forward(x, weights, cols, self.pad, self.kernel_size)
+            return y.transpose(batch_last.FROM_LAST)
         n, c = x.shape[:2]
-        k = self.kernel_size
+        k, s, p = self.kernel_size, self.stride, self.pad
         _, out_h, out_w = self.output_shape
         cols = self._scratch(n)
         rows = cols.shape[0]
@@ -244,38 +256,22 @@ class Conv2d(Layer):
             shard_id, chunks = plan[index]
             for start, stop in chunks:
                 patches = cols[: c * k * k, start:stop].reshape(c, k, k, stop - start, out_h, out_w)
-                if self._shifts:
-                    im2col_shifted(by_channel[:, start:stop], patches, self.pad)
-                else:
-                    padded = self._padded_scratch(shard_id) if self.pad else None
-                    self._im2col_windows(by_channel[:, start:stop], patches, padded)
+                padded = self._padded_scratch(shard_id) if self.pad else None
+                im2col_windows(by_channel[:, start:stop], patches, padded, s, p)
                 out = y[:, start:stop].reshape(self.out_channels, -1)
                 np.matmul(weights, cols[:, start:stop].reshape(rows, -1), out=out)
 
         parallel.run(shard, [(i, i + 1) for i in range(len(plan))])
         return y.transpose(1, 0, 2, 3)
 
-    def _im2col_windows(
-        self, x: np.ndarray, patches: np.ndarray, padded: np.ndarray | None
-    ) -> None:
-        """patches (C, k, k, n, H', W') <- strided windows of x (C, n, H, W) padded by p
-        (through the zero-bordered buffer ``padded``)."""
-        k, s, p = self.kernel_size, self.stride, self.pad
-        _, out_h, out_w = self.output_shape
-        if p:
-            padded = padded[:, : x.shape[1]]
-            padded[:, :, p:-p, p:-p] = x
-            x = padded
-        windows = sliding_window_view(x, (k, k), axis=(2, 3))
-        windows = windows[:, :, : s * out_h : s, : s * out_w : s]  # (C, N, H', W', k, k)
-        np.copyto(patches, windows.transpose(0, 4, 5, 1, 2, 3), casting="same_kind")
-
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
         """dy (N, F, H', W') -> dx (N, C, H, W) (None unless ``needs_input_grad``); fills
         grads["W"] (and grads["b"]).
 
         Sharded like :meth:`forward`: each shard's weight gradient is one GEMM over its
-        samples, and the shards' partial sums are added in shard order."""
+        columns, and the shards' partial sums are added in shard order."""
+        if self._shifts:
+            return self._backward_batch_last(dy)
         rows, n = self._cols.shape[:2]
         f, k, c = self.out_channels, self.kernel_size, self.input_shape[0]
         taps = rows - self.bias
@@ -294,10 +290,7 @@ class Conv2d(Layer):
             for start, stop in chunks if dx is not None else ():
                 dcols = w_t @ dy[:, start:stop].reshape(f, -1)
                 dcols = dcols.reshape(c, k, k, stop - start, *self.output_shape[1:])
-                if self._shifts:
-                    col2im_shifted(dcols, self.pad, out=dx[:, start:stop])
-                else:
-                    self._col2im_clipped(dcols, out=dx[:, start:stop])
+                col2im_clipped(dcols, self.stride, self.pad, out=dx[:, start:stop])
             return grad
 
         partial = parallel.run(shard, [(i, i + 1) for i in range(len(plan))])
@@ -309,17 +302,18 @@ class Conv2d(Layer):
             self.grads["b"][...] = grad[taps]
         return None if dx is None else dx.transpose(1, 0, 2, 3)
 
-    def _col2im_clipped(self, dcols: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """dcols (C, k, k, N, H', W') -> out (C, N, H, W): one strided add per kernel
-        offset, clipped to the unpadded input (no padded buffer, no crop)."""
-        _, h, w = self.input_shape
-        _, out_h, out_w = self.output_shape
-        k, s, p = self.kernel_size, self.stride, self.pad
-        rows = [tap_span(i, h, out_h, s, p) for i in range(k)]
-        cols = [tap_span(j, w, out_w, s, p) for j in range(k)]
-        dx = out
-        dx[...] = 0
-        for i, (out_rows, in_rows) in enumerate(rows):
-            for j, (out_cols, in_cols) in enumerate(cols):
-                dx[:, :, in_rows, in_cols] += dcols[:, i, j, :, out_rows, out_cols]
-        return dx
+    def _backward_batch_last(self, dy: np.ndarray) -> np.ndarray | None:
+        """:meth:`backward` of the stride-1 "same" case (``batch_last.conv_backward``);
+        dcols (C*k*k, H*W*N) lives in a buffer kept between calls."""
+        (c, h, w), f, k = self.input_shape, self.out_channels, self.kernel_size
+        taps, cols = c * k * k, self._cols
+        w_t = dcols = None
+        if self.needs_input_grad:  # the first layer of a model skips dL/d(data)
+            w_t = self.params["W"].reshape(f, taps).T
+            dcols = batch_last.scratch(self._workspace, "dcols", (taps, cols.shape[1]), cols.dtype)
+        shape = (c, h, w, dy.shape[0])
+        grad, dx = batch_last.conv_backward(dy, cols, w_t, dcols, shape, self.pad, k)
+        self.grads["W"][...] = grad[:taps].T.reshape(self.grads["W"].shape)
+        if self.bias:
+            self.grads["b"][...] = grad[taps]
+        return None if dx is None else dx.transpose(batch_last.FROM_LAST)

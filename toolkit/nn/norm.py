@@ -12,7 +12,8 @@ Evaluation mode normalises with the running statistics instead. Backward (traini
 
     dx = gamma / sqrt(var + eps) / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat))
 
-Per-channel sums of products use ``einsum`` (one pass, no temporary array).
+Per-channel sums of products use ``einsum`` (one pass, no temporary array), on channel
+rows (the layouts conv2d returns) ``np.vecdot``.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class BatchNorm(Layer):
                 np.mean(rows[part], axis=1, out=mean[part])
             np.subtract(rows[part], mean[part, None], out=centered[part])
             if training:
-                np.einsum("cm,cm->c", centered[part], centered[part], out=var[part])
+                row_dots(centered[part], centered[part], out=var[part])
                 var[part] /= count
             np.divide(1.0, np.sqrt(var[part] + self.eps), out=inv_std[part])
             np.multiply(centered[part], (gamma[part] * inv_std[part])[:, None], out=y[part])
@@ -142,8 +143,8 @@ class BatchNorm(Layer):
         if training:
             self._update_running(mean, var, count)
         self._rows, self._centered, self._inv_std = rows, centered, inv_std
-        self._training = training
-        return y.reshape(channels, x.shape[0], *x.shape[2:]).transpose(1, 0, 2, 3)
+        self._training, self._perm = training, channel_first(x)
+        return from_rows(y, x, self._perm)
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
         m = self.momentum
@@ -176,7 +177,7 @@ class BatchNorm(Layer):
     def _backward_rows(self, dy: np.ndarray) -> np.ndarray | None:
         """:meth:`backward` on channel rows (C, M), sharded over channels."""
         channels, count = self._centered.shape
-        grad_rows = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(channels, count)
+        grad_rows = np.ascontiguousarray(dy.transpose(self._perm)).reshape(channels, count)
         centered, inv_std = self._centered, self._inv_std
         dbeta, dgamma = self.grads["beta"], self.grads["gamma"]
         scale = self.params["gamma"] * inv_std
@@ -186,31 +187,58 @@ class BatchNorm(Layer):
             part = slice(start, stop)
             g = grad_rows[part]
             np.sum(g, axis=1, out=dbeta[part])
-            np.einsum("cm,cm->c", g, centered[part], out=dgamma[part])
+            row_dots(g, centered[part], out=dgamma[part])
             dgamma[part] *= inv_std[part]  # sum(dy * x_hat)
             if dx is None:
                 return
-            np.multiply(g, scale[part, None], out=dx[part])
-            if self._training:  # the batch statistics depend on x too
-                slope = scale[part] * inv_std[part] * dgamma[part] / count
-                dx[part] -= centered[part] * slope[:, None]
-                dx[part] -= (scale[part] * dbeta[part] / count)[:, None]
+            if not self._training:
+                np.multiply(g, scale[part, None], out=dx[part])
+                return
+            # the batch statistics depend on x too: four passes, no temporary
+            # dx = scale * (dy - x_hat * sum(dy * x_hat) / M - sum(dy) / M)
+            slope = inv_std[part] * dgamma[part] / count
+            np.multiply(centered[part], slope[:, None], out=dx[part])
+            np.subtract(g, dx[part], out=dx[part])
+            dx[part] -= (dbeta[part] / count)[:, None]
+            dx[part] *= scale[part, None]
 
         parallel.run(shard, parallel.shard_ranges(channels, min_size=2))
         if dx is None:
             return None
-        return dx.reshape(channels, dy.shape[0], *dy.shape[2:]).transpose(1, 0, 2, 3)
+        return from_rows(dx, dy, self._perm)
+
+
+def row_dots(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out (C,) <- sum(a * b, axis=1) for rows a, b (C, M): ``np.vecdot`` (NumPy >= 2,
+    ~2x faster than the einsum here and summed pairwise), else ``einsum``."""
+    vecdot = getattr(np, "vecdot", None)
+    if vecdot is None:  # pragma: no cover - NumPy 1.x
+        return np.einsum("cm,cm->c", a, b, out=out)
+    return vecdot(a, b, out=out)
+
+
+def channel_first(x: np.ndarray) -> tuple[int, ...] | None:
+    """The perm with ``x.transpose(perm)`` C-contiguous and channels first, for x
+    (N, C, H, W) in channel-major (C, N, H, W) or batch-last (C, H, W, N) memory (the
+    layouts conv2d returns), else None."""
+    if x.ndim != 4:
+        return None
+    for perm in ((1, 0, 2, 3), (1, 2, 3, 0)):
+        if x.transpose(perm).flags.c_contiguous:
+            return perm
+    return None
 
 
 def channel_rows(x: np.ndarray) -> np.ndarray | None:
-    """x (N, C, H, W) as a (C, N*H*W) view when its memory is channel-major (as the output
-    of conv2d is), else None."""
-    if x.ndim != 4:
-        return None
-    by_channel = x.transpose(1, 0, 2, 3)
-    if not by_channel.flags.c_contiguous:
-        return None
-    return by_channel.reshape(x.shape[1], -1)
+    """x (N, C, H, W) as a (C, M) view (one row of a channel's N*H*W values, in memory
+    order) when :func:`channel_first` finds its layout, else None."""
+    perm = channel_first(x)
+    return None if perm is None else x.transpose(perm).reshape(x.shape[1], -1)
+
+
+def from_rows(rows: np.ndarray, like: np.ndarray, perm: tuple[int, ...]) -> np.ndarray:
+    """Rows (C, M) laid out as ``like.transpose(perm)``, as an (N, C, H, W) view."""
+    return rows.reshape(like.transpose(perm).shape).transpose(np.argsort(perm))
 
 
 @layers.register("batchnorm1d")

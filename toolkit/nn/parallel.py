@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from toolkit.nn import memory
+
 T = TypeVar("T")
 
 _threads = 1
@@ -57,7 +59,10 @@ def set_threads(count: int | None) -> None:
 
 @contextlib.contextmanager
 def using_threads(count: int | None) -> Iterator[int]:
-    """Context: :func:`set_threads` ``count`` inside, the previous count restored after."""
+    """Context: :func:`set_threads` ``count`` inside, the previous count restored after.
+    Also keeps freed memory in the process for the next step
+    (:func:`toolkit.nn.memory.keep_freed_memory`, once per process)."""
+    memory.keep_freed_memory()
     previous = _threads
     set_threads(count)
     try:

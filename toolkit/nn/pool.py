@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.nn import parallel
+from toolkit.nn import batch_last, parallel
 from toolkit.nn.activations import ReLU
 from toolkit.nn.checks import positive_int
 from toolkit.nn.layer import Layer, Shape
@@ -76,6 +76,7 @@ class _Pool2d(Layer):
         _, height, width = self.input_shape
         # the 2x2/2 fast path on even sizes (see the module notes)
         self._pairs = self.kernel_size == self.stride == 2 and height % 2 == 0 and width % 2 == 0
+        self._masks: dict[str, np.ndarray] = {}  # batch-last masks, reused between calls
         return shape
 
     def _slices(self, x: np.ndarray) -> list[np.ndarray]:
@@ -141,7 +142,13 @@ class MaxPool2d(_Pool2d):
 
     def _forward_pairs(self, x: np.ndarray, relu: bool = False) -> np.ndarray:
         """2x2/2 on even sizes, in x's memory order (A, B, H, W) = (N, C, ...) or (C, N, ...),
-        over ``parallel.threads()`` shards of whole output rows."""
+        over ``parallel.threads()`` shards of whole output rows; batch-last memory
+        (C, H, W, N) goes to ``batch_last.pool_forward`` (contiguous passes)."""
+        self._relu = relu
+        if batch_last.is_batch_last(x):
+            self._perm = None
+            y = batch_last.pool_forward(x.transpose(batch_last.LAST), relu, self._masks)
+            return y.transpose(batch_last.FROM_LAST)
         self._perm, x = memory_order(x)
         a, b, h, w = x.shape
         out_rows, half = a * b * h // 2, w // 2
@@ -181,6 +188,10 @@ class MaxPool2d(_Pool2d):
         return dx
 
     def _backward_pairs(self, dy: np.ndarray) -> np.ndarray:
+        if self._perm is None:  # batch-last
+            dy = batch_last.to_batch_last(dy)
+            dx = batch_last.pool_backward(dy, self._masks, self._relu)
+            return dx.transpose(batch_last.FROM_LAST)
         dy = np.ascontiguousarray(dy.transpose(self._perm))
         a, b, out_h, out_w = dy.shape
         dy = dy.reshape(-1, out_w)
