@@ -40,7 +40,7 @@ def slurm():
         yield env
 
 
-def toolkit(*args: str, cwd: Path, env: dict, wait: bool = True, timeout: float = 300):
+def toolkit(*args: str, cwd: Path, env: dict, wait: bool = True, timeout: float = 900):
     command = [sys.executable, "-m", "toolkit", *args]
     full_env = {**os.environ, **env}
     if not wait:
@@ -184,7 +184,7 @@ def final_state(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return json.loads((run_dir / "metrics.json").read_text()), arrays
 
 
-def cancel_when(sweep, sweep_dir: Path, job: int, epoch: int, timeout: float = 180) -> str:
+def cancel_when(sweep, sweep_dir: Path, job: int, epoch: int, timeout: float = 900) -> str:
     """scancel array task ``job`` of the running ``sweep`` once its epoch checkpoint
     reaches ``epoch``; returns the task's SLURM id (``<array>_<task>``)."""
     deadline = time.monotonic() + timeout
@@ -215,8 +215,8 @@ def cancelled_sweep(slurm, tmp_path_factory):
                     env=slurm, wait=False)  # fmt: skip
     sweep_dir = folder / SWEEP_DIR
     task = cancel_when(sweep, sweep_dir, job=1, epoch=1)
-    _, stderr = sweep.communicate(timeout=300)
-    assert reference.wait(timeout=300) == 0, reference.stderr.read()[-3000:]
+    _, stderr = sweep.communicate(timeout=900)
+    assert reference.wait(timeout=900) == 0, reference.stderr.read()[-3000:]
     parent, children = children_of(client(folder), sweep_dir)
     after_cancel = {
         "exit": sweep.returncode,
