@@ -67,7 +67,7 @@ def run_statuses(folder: Path) -> list[str]:
     return [r.info.status for r in client.search_runs(ids)] if ids else []
 
 
-def trial(args: list[str], signum: int, delay: float, reference: dict) -> str:
+def trial(args: list[str], signum: int, delay: float, reference: dict, sweep: bool) -> str:
     with tempfile.TemporaryDirectory(prefix="signal-") as name:
         folder = Path(name)
         process = start_toolkit(args, folder)
@@ -77,10 +77,11 @@ def trial(args: list[str], signum: int, delay: float, reference: dict) -> str:
         statuses = run_statuses(folder) if (folder / "mlflow.db").exists() else []
         if "RUNNING" in statuses:
             return f"FAIL: left RUNNING {statuses} (exit {process.returncode})"
-        if process.returncode == 0 or "done: " in stderr:  # the signal came after the end
-            outcome = "finished before the signal"
+        single_run_ended = not sweep and "done: " in stderr  # the signal came after the end
+        if process.returncode == 0 or single_run_ended:
+            outcome = f"finished before the signal (exit {process.returncode})"
         elif process.returncode != 128 + signum:
-            return f"FAIL: exit {process.returncode}: {stderr.strip().splitlines()[-1:]}"
+            return f"FAIL: exit {process.returncode}: {stderr.strip().splitlines()[-3:]}"
         else:
             lines = [line for line in stderr.splitlines() if "resume with: " in line]
             if not lines:  # interrupted before the first epoch ended: nothing to resume
@@ -120,7 +121,7 @@ def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         for i in range(args.trials):
             delay = rng.uniform(0.2, duration)
-            outcome = trial(command, signum, delay, reference)
+            outcome = trial(command, signum, delay, reference, args.sweep)
             failures += outcome.startswith("FAIL") or "FAIL" in outcome
             print(
                 f"{signal.Signals(signum).name} trial {i + 1} at {delay:.1f} s: {outcome}",
