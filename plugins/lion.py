@@ -24,8 +24,8 @@ class Lion(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(model, lr=lr, weight_decay=weight_decay)
-        check_fraction("optim.beta1", beta1)
-        check_fraction("optim.beta2", beta2)
+        check_fraction(self, "beta1", beta1)
+        check_fraction(self, "beta2", beta2)
         self.beta1, self.beta2 = beta1, beta2
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:

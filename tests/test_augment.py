@@ -325,7 +325,7 @@ def test_build_augmenter_single_name_and_nothing():
 
 
 def test_build_augmenter_rejects_unknown_names_with_a_close_match():
-    with pytest.raises(ConfigError, match=r"unknown augmentation 'rotat' \(augment=rotat\)"
+    with pytest.raises(ConfigError, match=r"unknown augmentation 'rotat' \(steps=rotat\)"
                        r"; did you mean: rotate\?") as err:  # fmt: skip
         build_augmenter(["shift", "rotat"])
     assert "\n" not in str(err.value)
@@ -335,8 +335,8 @@ def test_build_augmenter_rejects_unknown_names_with_a_close_match():
     ("spec", "message"),
     [
         ({"shift": {"max_pixel": 2}}, r"augmentation 'shift': .*max_pixel.*max_pixels, fill"),
-        ({"shift": 3}, r"augment\.shift must be a mapping of hyperparameters"),
-        ([1, 2], r"augment must be a list of augmentation names or a mapping"),
+        ({"shift": 3}, r"build_augmenter: spec\.shift must be a mapping of hyperparameters"),
+        ([1, 2], r"build_augmenter: spec must be a list of augmentation names or a mapping"),
     ],
 )
 def test_build_augmenter_rejects_malformed_specs(spec, message):
@@ -347,23 +347,23 @@ def test_build_augmenter_rejects_malformed_specs(spec, message):
 @pytest.mark.parametrize(
     ("name", "kwargs", "message"),
     [
-        ("rotate", {"max_degrees": -5}, "augment.rotate.max_degrees must be >= 0; got -5"),
-        ("shift", {"max_pixels": -1}, "augment.shift.max_pixels must be >= 0; got -1"),
-        ("shift", {"max_pixels": 1.5}, "augment.shift.max_pixels must be an integer; got 1.5"),
-        ("cutout", {"size": -8}, "augment.cutout.size must be >= 0; got -8"),
-        ("noise", {"std": -0.1}, "augment.noise.std must be >= 0; got -0.1"),
-        ("noise", {"std": "big"}, "augment.noise.std must be a finite number; got 'big'"),
-        ("elastic", {"sigma": 0}, "augment.elastic.sigma must be > 0; got 0"),
-        ("elastic", {"alpha": float("nan")}, "augment.elastic.alpha must be a finite number"),
-        ("scale", {"min_scale": 0}, "augment.scale.min_scale must be > 0; got 0"),
+        ("rotate", {"max_degrees": -5}, "Rotate: max_degrees must be >= 0; got -5"),
+        ("shift", {"max_pixels": -1}, "Shift: max_pixels must be >= 0; got -1"),
+        ("shift", {"max_pixels": 1.5}, "Shift: max_pixels must be an integer; got 1.5"),
+        ("cutout", {"size": -8}, "Cutout: size must be >= 0; got -8"),
+        ("noise", {"std": -0.1}, "Noise: std must be >= 0; got -0.1"),
+        ("noise", {"std": "big"}, "Noise: std must be a finite number; got 'big'"),
+        ("elastic", {"sigma": 0}, "Elastic: sigma must be > 0; got 0"),
+        ("elastic", {"alpha": float("nan")}, "Elastic: alpha must be a finite number"),
+        ("scale", {"min_scale": 0}, "Scale: min_scale must be > 0; got 0"),
         (
             "scale",
             {"min_scale": 1.2, "max_scale": 1.1},
-            "augment.scale.min_scale must be <= augment.scale.max_scale; got 1.2 > 1.1",
+            "Scale: min_scale must be <= max_scale; got 1.2 > 1.1",
         ),
-        ("affine", {"max_pixels": -2}, "augment.affine.max_pixels must be >= 0; got -2"),
-        ("rotate", {"mode": "cubic"}, "augment.rotate.mode must be one of: bilinear, nearest"),
-        ("rotate", {"fill": "black"}, "augment.rotate.fill must be a finite number"),
+        ("affine", {"max_pixels": -2}, "Affine: max_pixels must be >= 0; got -2"),
+        ("rotate", {"mode": "cubic"}, "Rotate: mode must be one of: bilinear, nearest"),
+        ("rotate", {"fill": "black"}, "Rotate: fill must be a finite number"),
     ],
 )
 def test_bad_hyperparameters_raise_one_line_config_errors(name, kwargs, message):
@@ -374,5 +374,5 @@ def test_bad_hyperparameters_raise_one_line_config_errors(name, kwargs, message)
 
 @pytest.mark.parametrize("p", [-0.1, 1.5])
 def test_bad_probability_is_a_config_error(p):
-    with pytest.raises(ConfigError, match=rf"augment.p must be .*; got {p}"):
+    with pytest.raises(ConfigError, match=rf"Augmenter: p must be .*; got {p}"):
         build_augmenter(["shift"], p=p)

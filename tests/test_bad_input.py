@@ -79,7 +79,7 @@ CASES = {
     "unknown model": (["+model=mpl"], "unknown model 'mpl' (model=mpl); did you mean: mlp"),
     "unknown activation": (
         spirals("model.activation=swihs"),
-        "unknown activation 'swihs' (activation=swihs); did you mean: swish",
+        "unknown activation 'swihs' (model.activation=swihs); did you mean: swish",
     ),
     "unknown key": (
         spirals("optim.lrr=0.1"),

@@ -152,9 +152,9 @@ def test_spirals_are_deterministic_per_seed():
 
 
 def test_synthetic_hyperparameters_are_checked():
-    with pytest.raises(ConfigError, match="dataset.classes=1"):
+    with pytest.raises(ConfigError, match="spirals: classes=1 must be >= 2"):
         load_dataset("spirals", classes=1)
-    with pytest.raises(ConfigError, match="dataset.repeat=0"):
+    with pytest.raises(ConfigError, match="xor: repeat=0"):
         load_dataset("xor", repeat=0)
-    with pytest.raises(ConfigError, match="dataset.noise=-1"):
+    with pytest.raises(ConfigError, match="sin: noise=-1"):
         load_dataset("sin", noise=-1)

@@ -87,10 +87,10 @@ def test_regression_data_splits_too():
 @pytest.mark.parametrize(
     ("fractions", "message"),
     [
-        ((0.7, 0.2, 0.2), r"split.train \+ split.val \+ split.test = 1.1"),
-        ((0.7, 0.0, 0.0), r"= 0.7 \(split.train=0.7 split.val=0.0 split.test=0.0\) must be 1"),
-        ((0.9, -0.2, 0.3), r"split.val=-0.2 must be in \[0, 1\]"),
-        ((0.0, 0.5, 0.5), "split.train must be > 0"),
+        ((0.7, 0.2, 0.2), r"split_dataset: train \+ val \+ test = 1.1"),
+        ((0.7, 0.0, 0.0), r"= 0.7 \(train=0.7 val=0.0 test=0.0\) must be 1"),
+        ((0.9, -0.2, 0.3), r"val=-0.2 must be in \[0, 1\]"),
+        ((0.0, 0.5, 0.5), "split_dataset: train must be > 0"),
     ],
 )
 def test_bad_fractions_are_one_line_config_errors(fractions, message):
@@ -101,5 +101,5 @@ def test_bad_fractions_are_one_line_config_errors(fractions, message):
 
 
 def test_a_requested_split_too_small_to_hold_a_sample_is_an_error():
-    with pytest.raises(ConfigError, match=r"split.val=0.1 of 4 samples leaves it empty"):
+    with pytest.raises(ConfigError, match=r"split_dataset: val=0.1 of 4 samples leaves it empty"):
         split_dataset(load_dataset("xor"), train=0.9, val=0.1, test=0.0, seed=0)

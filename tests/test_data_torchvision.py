@@ -166,7 +166,8 @@ def test_missing_data_is_a_one_line_error_naming_folder_and_files(tmp_path, monk
     assert "\n" not in message
     assert str(tmp_path / "MNIST" / "raw") in message
     assert all(name in message for name in MNIST_FILES)
-    assert "TOOLKIT_DATA_DIR" in message and "download=true" in message
+    assert "TOOLKIT_DATA_DIR" in message and "download=True" in message
+    assert "dataset." not in message  # the engine's terms: root, download
     assert list(tmp_path.iterdir()) == []  # nothing written: no folders, no cache
 
 
@@ -206,7 +207,7 @@ def test_unknown_torchvision_class_suggests_close_matches(tmp_path):
 
 
 def test_subset_must_be_positive():
-    with pytest.raises(ConfigError, match="dataset.subset=0"):
+    with pytest.raises(ConfigError, match="torchvision: subset=0"):
         load_dataset("mnist", subset=0)
 
 

@@ -103,14 +103,14 @@ def test_bad_image_folders_are_one_line_errors(tmp_path, monkeypatch, layout, me
 
 
 def test_missing_root_and_broken_photos_are_named(folder):
-    with pytest.raises(ConfigError, match="dataset.root is not set"):
+    with pytest.raises(ConfigError, match="image_folder: root is not set"):
         load_dataset("image_folder")
     with pytest.raises(ConfigError, match="no such folder"):
         load_dataset("image_folder", root=str(folder / "nowhere"))
     (folder / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ConfigError, match=r"cannot read image .*broken\.jpg"):
         load_dataset("image_folder", root=str(folder))
-    with pytest.raises(ConfigError, match="dataset.resize=8 is smaller"):
+    with pytest.raises(ConfigError, match="resize=8 is smaller than image_size=16"):
         load_dataset("image_folder", root=str(folder), image_size=16, resize=8)
 
 
@@ -124,7 +124,7 @@ def test_photo_datasets_offline_fail_fast_with_one_line(tmp_path, monkeypatch, n
         load_dataset(name, root=str(tmp_path), download=False)
     message = str(err.value)
     assert "\n" not in message and str(tmp_path / folder) in message
-    assert "download=false" in message and "TOOLKIT_DATA_DIR" in message
+    assert "download=False" in message and "TOOLKIT_DATA_DIR" in message
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
@@ -160,7 +160,7 @@ def test_flips_mirror_a_random_half_and_the_pipeline_is_seeded():
     first = augment(x, np.random.default_rng(7))
     np.testing.assert_array_equal(first, augment(x, np.random.default_rng(7)))
     assert first.shape == x.shape and not np.allclose(first, x)
-    with pytest.raises(ConfigError, match="augment.random_resized_crop.min_scale must be <="):
+    with pytest.raises(ConfigError, match="steps.random_resized_crop.min_scale must be <="):
         build_augmenter({"random_resized_crop": {"min_scale": 0.9, "max_scale": 0.5}})
 
 

@@ -118,6 +118,6 @@ def test_non_positive_learning_rates_are_rejected(lr):
     try:
         optimizers.build("sgd", model, lr=lr)
     except ConfigError as err:
-        assert "optim.lr must be a positive number" in str(err)
+        assert "SGD: lr must be a positive number" in str(err)
     else:
         raise AssertionError(f"lr={lr} was accepted")

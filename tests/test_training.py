@@ -112,7 +112,7 @@ def test_early_stopping_rejects_a_metric_that_is_not_logged():
 
 def test_divergence_stops_training_with_the_reason():
     trainer, splits = spirals_trainer(lr=1e30)
-    with pytest.raises(DivergenceError, match="lower optim.lr"):
+    with pytest.raises(DivergenceError, match="lower the optimizer's lr"):
         trainer.fit(splits.train, splits.val)
 
 

@@ -23,11 +23,9 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from toolkit.errors import ConfigError, ParameterError, bad_value, owner_name  # noqa: F401
+
 T = TypeVar("T", bound=Callable[..., Any])
-
-
-class ConfigError(ValueError):
-    """Bad user input (a name, a value, a shape). Its message is one line that names the fix."""
 
 
 def close_matches(name: str, choices: list[str], n: int = 3) -> list[str]:
@@ -136,9 +134,13 @@ class Registry(Generic[T]):
         self.register(name, **self.declared(base))(build)  # type: ignore[arg-type]
 
     def get(self, name: str, key: str | None = None) -> T:
-        """The factory registered as ``name``; ``key`` names the config key in errors."""
+        """The factory registered as ``name``; ``key`` is the parameter (or, for the app,
+        the config key) that chose it, named in the error: ``unknown schedule 'cosin'
+        (after=cosin)``, a :class:`ParameterError` the app can put under its config key."""
         if not isinstance(name, str) or name not in self._entries:
-            raise ConfigError(unknown_name_message(self.kind, str(name), self.names(), key))
+            where = f"{{{key}}}" if key else None
+            message = unknown_name_message(self.kind, str(name), self.names(), where)
+            raise ParameterError(None, message)
         return self._entries[name]
 
     def declared(self, name: str) -> dict[str, Any]:

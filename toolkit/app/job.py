@@ -23,9 +23,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit.analysis.latent_probe import ProbeSettings, encoder_of
+from toolkit.app.config_keys import augmenter_from, build_from, config_key
 from toolkit.app.transfer import start_from, transfer_settings
 from toolkit.app.validate import validate_config
-from toolkit.data import ArrayData, Augmenter, Dataset, Splits, build_augmenter, split_dataset
+from toolkit.data import ArrayData, Augmenter, Dataset, Splits, split_dataset
 from toolkit.models import RECONSTRUCTION, ModelSpec, build_model, declared_task
 from toolkit.nn.layer import Layer, forward_in_batches
 from toolkit.nn.losses import Loss
@@ -34,6 +35,7 @@ from toolkit.train import EarlyStopping, Trainer
 from toolkit.train.trainer import engine_threads
 
 DTYPES = ("float32", "float64")
+SCHEDULE_INPUTS = {"base_lr": "optim.lr", "total_epochs": "trainer.epochs"}  # not schedule.*
 RECONSTRUCTION_LOSS = "mse"
 
 
@@ -139,7 +141,11 @@ def build_job(
 ) -> Job:
     """Build dataset, splits, model, loss, optimizer, schedule and trainer from ``cfg``,
     checking every value on the way (one-line ConfigErrors); ``threads`` replaces a
-    ``trainer.threads`` of null (the run decides: all cores, or a sweep job's share)."""
+    ``trainer.threads`` of null (the run decides: all cores, or a sweep job's share).
+
+    Each engine call gets one group's values, inside :func:`config_key` (or
+    :func:`build_from`): the engine's errors name its parameters, and this is where the
+    config key is put in front of them."""
     if "model" not in cfg:
         raise ConfigError(no_model_message())
     if cfg.dtype not in DTYPES:
@@ -148,30 +154,37 @@ def build_job(
     transfer_settings(cfg)  # before the data is loaded
     model_name, hparams = component_kwargs(cfg.model)
     dataset_name, dataset_kwargs = component_kwargs(cfg.dataset)
-    dataset = datasets.build(dataset_name, key="dataset", **dataset_kwargs)
+    dataset = build_from(datasets, dataset_name, "dataset", **dataset_kwargs)
     task = model_task(model_name, dataset)
     if task == RECONSTRUCTION and cfg.loss.name == "cross_entropy":
         cfg = with_loss(cfg, RECONSTRUCTION_LOSS)
     loss_name, loss_kwargs = component_kwargs(cfg.loss)
-    loss = losses.build(loss_name, key="loss", **loss_kwargs)
+    loss = build_from(losses, loss_name, "loss", **loss_kwargs)
     if loss_name == "cross_entropy" and task != "classification":
         raise ConfigError(
             f"loss=cross_entropy needs class labels but dataset={dataset_name} is "
             f"{dataset.task}; use loss=mse"
         )
     probe = node_settings(ProbeSettings, cfg, "probe") if "probe" in cfg else None
-    labelled = split_dataset(dataset, **OmegaConf.to_container(cfg.split, resolve=True))
+    with config_key("split"):
+        labelled = split_dataset(dataset, **OmegaConf.to_container(cfg.split, resolve=True))
     num_outputs = math.prod(dataset.sample_shape) if task == RECONSTRUCTION else None
     spec = ModelSpec(model_name, dataset.sample_shape, num_outputs or dataset.num_outputs, hparams)
-    model = build_model(spec, seed=cfg.seed, dtype=cfg.dtype)
+    with config_key("model"):
+        model = build_model(spec, seed=cfg.seed, dtype=cfg.dtype)
     optim_name, optim_kwargs = component_kwargs(cfg.optim)
-    optimizer = optimizers.build(optim_name, model, key="optim", **optim_kwargs)
+    optimizer = build_from(optimizers, optim_name, "optim", model, **optim_kwargs)
     schedule_name, schedule_kwargs = component_kwargs(cfg.schedule)
-    schedule = schedules.build(
-        schedule_name, optimizer.lr, cfg.trainer.epochs, key="schedule", **schedule_kwargs
+    schedule = build_from(
+        schedules,
+        schedule_name,
+        "schedule",
+        optimizer.lr,
+        cfg.trainer.epochs,
+        keys=SCHEDULE_INPUTS,
+        **schedule_kwargs,
     )
-    augment = OmegaConf.to_container(cfg.augment, resolve=True)
-    augmenter = build_augmenter(augment["steps"], p=augment["p"])
+    augmenter = augmenter_from(OmegaConf.to_container(cfg.augment, resolve=True))
     if augmenter is not None and len(dataset.sample_shape) != 3:
         raise ConfigError(
             f"augment steps need images (C, H, W) but dataset={dataset_name} has samples of "
@@ -181,7 +194,8 @@ def build_job(
     all_callbacks = list(callbacks or [])
     if stopping.pop("enabled"):
         check_monitor(stopping["monitor"], task, has_val=labelled.val is not None)
-        all_callbacks.append(EarlyStopping(**stopping))
+        with config_key("trainer.early_stopping"):
+            all_callbacks.append(EarlyStopping(**stopping))
     for split in (labelled.train, labelled.val, labelled.test):
         if split is not None:
             split.x = split.x.astype(cfg.dtype, copy=False)
@@ -195,21 +209,22 @@ def build_job(
         normalization=dataset.normalization,
         progress=progress and cfg.trainer.progress,
     )
-    trainer = Trainer(
-        plan.model,
-        loss,
-        optimizer,
-        schedule,
-        epochs=cfg.trainer.epochs,
-        batch_size=cfg.trainer.batch_size,
-        seed=cfg.seed,
-        classification=task == "classification",
-        callbacks=all_callbacks,
-        progress=progress and cfg.trainer.progress,
-        log_grad_norms=cfg.trainer.log_grad_norms,
-        augment=plan.augment,
-        threads=cfg.trainer.threads if cfg.trainer.threads is not None else threads,
-    )
+    with config_key("trainer", seed="seed"):
+        trainer = Trainer(
+            plan.model,
+            loss,
+            optimizer,
+            schedule,
+            epochs=cfg.trainer.epochs,
+            batch_size=cfg.trainer.batch_size,
+            seed=cfg.seed,
+            classification=task == "classification",
+            callbacks=all_callbacks,
+            progress=progress and cfg.trainer.progress,
+            log_grad_norms=cfg.trainer.log_grad_norms,
+            augment=plan.augment,
+            threads=cfg.trainer.threads if cfg.trainer.threads is not None else threads,
+        )
     if encoder_of(model) is None or (probe is not None and probe.kind == "none"):
         probe = None
     return Job(

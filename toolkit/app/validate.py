@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit.analysis.latent_probe import ProbeSettings
-from toolkit.data import build_augmenter
+from toolkit.app.config_keys import augmenter_from
 from toolkit.registry import ConfigError, close_matches
 
 DTYPES = ("float32", "float64")
@@ -110,8 +110,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check_split_sum(cfg)
     _check_early_stopping(cfg)
     if _value(cfg, "augment") is not _ABSENT:
-        augment = _value(cfg, "augment")
-        build_augmenter(augment.get("steps"), p=augment.get("p", 1.0))  # names, keywords
+        augmenter_from(_value(cfg, "augment"))  # names, keywords, values
     if _value(cfg, "probe") is not _ABSENT:
         try:
             ProbeSettings(**_value(cfg, "probe"))

@@ -40,4 +40,4 @@ __all__ = [
 def load_dataset(name: str, **kwargs: Any) -> Dataset:
     """Build the registered dataset ``name`` with keyword hyperparameters; unknown names
     and keywords raise ConfigError (one line, with close matches)."""
-    return datasets.build(name, key="dataset", **kwargs)
+    return datasets.build(name, **kwargs)

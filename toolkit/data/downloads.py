@@ -67,12 +67,13 @@ def socket_timeout(seconds: float = DOWNLOAD_TIMEOUT_S) -> Iterator[None]:
 
 
 def missing_message(dataset_class: str, folder: Path, expected: list[str] | None, why: str) -> str:
-    """One line: what is missing where, why it was not downloaded, and how to fix it."""
+    """One line: what is missing where, why it was not downloaded, and how to fix it, for a
+    :class:`~toolkit.registry.ParameterError` template (``{root}``, ``{download}`` marked)."""
     files = (
         f"expected {', '.join(expected)}" if expected else "see torchvision's docs for the files"
     )
     return (
         f"{dataset_class} not found in {folder} ({files}); not downloaded ({why}); set "
-        f"{DATA_ENV_VAR} (or dataset.root) to a folder holding it in torchvision's layout, "
-        "or run once online with dataset.download=true"
+        f"{DATA_ENV_VAR} (or {{root}}) to a folder holding it in torchvision's layout, "
+        "or run once online with {download}=True"
     )

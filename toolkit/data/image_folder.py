@@ -27,7 +27,7 @@ from toolkit.data.photos import (
     photo_dataset,
 )
 from toolkit.data.raw_files import check_readable
-from toolkit.registry import ConfigError, datasets
+from toolkit.registry import ConfigError, ParameterError, datasets
 
 #: torchvision's ``IMG_EXTENSIONS``
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -62,14 +62,18 @@ def image_folder(
         a classification :class:`Dataset`: x float32 (N, 3, S, S), y int64 (N,).
     """
     if root in (None, "", "???"):
-        raise ConfigError("dataset.root is not set: give dataset.root=<folder of class folders>")
+        raise ParameterError(
+            "image_folder", "{root} is not set: give {root}=<folder of class folders>"
+        )
     folder = Path(root).expanduser().resolve()
     if not folder.is_dir():
-        raise ConfigError(f"dataset.root={root}: no such folder ({folder})")
+        raise ParameterError("image_folder", f"{{root}}={root}: no such folder ({folder})")
     resize = check_sizes(image_size, resize)
     check_normalize(normalize)
     if isinstance(test_fraction, bool) or not 0 < test_fraction < 1:
-        raise ConfigError(f"dataset.test_fraction={test_fraction!r} must be in (0, 1)")
+        raise ParameterError(
+            "image_folder", f"{{test_fraction}}={test_fraction!r} must be in (0, 1)"
+        )
     check_readable(folder)
     key = cache_key(
         image_folder=str(folder),

@@ -24,7 +24,7 @@ from toolkit.data.downloads import (
 )
 from toolkit.data.photos import cached_photo_arrays, check_normalize, check_sizes, photo_dataset
 from toolkit.data.raw_files import check_readable, data_root
-from toolkit.registry import ConfigError, datasets, one_line
+from toolkit.registry import ParameterError, datasets, one_line
 
 PET_TARGETS = {"binary": "binary-category", "category": "category"}
 #: what each class needs under the data root, and its (train parts, test part)
@@ -62,7 +62,7 @@ def oxford_pet(
             (``download`` fetches the files when they are missing; needs internet).
     """
     if target not in PET_TARGETS:
-        raise ConfigError(f"dataset.target={target!r} is not one of: binary, category")
+        raise ParameterError("oxford_pet", f"{{target}}={target!r} is not one of: binary, category")
     extra = {"target_types": PET_TARGETS[target]}
     label = f"OxfordIIITPet-{target}"
     return photo_source(
@@ -146,9 +146,9 @@ def convert_photos(
     cls = getattr(tv_datasets, dataset_class)
     folder, needed, present = expected_paths(dataset_class, root)
     if not present:
-        why = "download=false" if not download else unreachable_reason(download_urls(cls))
+        why = "{download}=False" if not download else unreachable_reason(download_urls(cls))
         if why:
-            raise ConfigError(missing_message(dataset_class, folder, needed, why))
+            raise ParameterError(None, missing_message(dataset_class, folder, needed, why))
     _, _, (train_parts, test_part) = LAYOUTS[dataset_class]
 
     def crop(image) -> np.ndarray:
@@ -165,8 +165,9 @@ def convert_photos(
                     **extra,
                 )
         except Exception as err:  # RuntimeError "Dataset not found", URLError, OSError...
-            raise ConfigError(
-                missing_message(dataset_class, folder, needed, one_line(err))
+            why = one_line(err)
+            raise ParameterError(
+                None, missing_message(dataset_class, folder, needed, why)
             ) from None
         images = np.empty((len(data), 3, image_size, image_size), dtype=np.uint8)
         labels = np.empty(len(data), dtype=np.int64)

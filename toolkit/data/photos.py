@@ -25,7 +25,7 @@ import numpy as np
 
 from toolkit.data.cache import cache_path, load_arrays, save_arrays
 from toolkit.data.dataset import Dataset, preprocess_images
-from toolkit.registry import ConfigError
+from toolkit.registry import ConfigError, ParameterError
 
 #: torchvision's ImageNet statistics of pixels scaled to [0, 1], per channel (R, G, B)
 IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -41,20 +41,21 @@ def check_sizes(image_size: int, resize: int | None) -> int:
         if value is None and key == "resize":
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"dataset.{key}={value!r} must be a positive integer")
+            raise ParameterError(None, f"{{{key}}}={value!r} must be a positive integer")
     resize = round(image_size * 256 / 224) if resize is None else resize
     if resize < image_size:
-        raise ConfigError(
-            f"dataset.resize={resize} is smaller than dataset.image_size={image_size}; the "
-            "centre crop must fit inside the resized photo"
+        raise ParameterError(
+            None,
+            f"{{resize}}={resize} is smaller than {{image_size}}={image_size}; the "
+            "centre crop must fit inside the resized photo",
         )
     return resize
 
 
 def check_normalize(normalize: str) -> str:
     if normalize not in NORMALIZE_CHOICES:
-        raise ConfigError(
-            f"dataset.normalize={normalize!r} is not one of: {', '.join(NORMALIZE_CHOICES)}"
+        raise ParameterError(
+            None, f"{{normalize}}={normalize!r} is not one of: {', '.join(NORMALIZE_CHOICES)}"
         )
     return normalize
 
@@ -150,7 +151,7 @@ def photo_dataset(
     """A classification :class:`Dataset` from cached uint8 photo arrays (``x_train``,
     ``y_train``, ``x_test``, ``y_test``, ``class_names``), normalised per channel."""
     if subset is not None and (not isinstance(subset, int) or subset < 1):
-        raise ConfigError(f"dataset.subset={subset!r} must be a positive int or null (all)")
+        raise ParameterError(None, f"{{subset}}={subset!r} must be a positive int or None (all)")
     x_train, y_train = arrays["x_train"], arrays["y_train"]
     x_test, y_test = arrays["x_test"], arrays["y_test"]
     if subset is not None:

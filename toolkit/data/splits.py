@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from toolkit.data.dataset import Dataset
-from toolkit.registry import ConfigError
+from toolkit.registry import ParameterError
 
 TOLERANCE = 1e-6
+OWNER = "split_dataset"  # the function whose parameters the messages name
 
 
 @dataclass
@@ -87,20 +88,22 @@ def split_dataset(
 
 
 def _check_fractions(fractions: dict[str, float]) -> None:
-    """ConfigError (one line, naming ``split.*``) unless the fractions are valid."""
-    setting = " ".join(f"split.{name}={value}" for name, value in fractions.items())
+    """A one-line ParameterError (naming ``train``, ``val``, ``test``) unless the fractions
+    are valid."""
+    setting = " ".join(f"{{{name}}}={value}" for name, value in fractions.items())
     for name, value in fractions.items():
         if not 0 <= value <= 1:
-            raise ConfigError(f"split.{name}={value} must be in [0, 1] ({setting})")
+            raise ParameterError(OWNER, f"{{{name}}}={value} must be in [0, 1] ({setting})")
     total = sum(fractions.values())
     if abs(total - 1) > TOLERANCE:
-        raise ConfigError(
-            f"split.train + split.val + split.test = {total:g} ({setting}) must be 1; "
-            "e.g. split.train=0.8 split.val=0 split.test=0.2, or split.test=0 to keep the "
-            "dataset's own test set and split.train + split.val = 1"
+        raise ParameterError(
+            OWNER,
+            f"{{train}} + {{val}} + {{test}} = {total:g} ({setting}) must be 1; "
+            "e.g. {train}=0.8 {val}=0 {test}=0.2, or {test}=0 to keep the "
+            "dataset's own test set and {train} + {val} = 1",
         )
     if fractions["train"] == 0:
-        raise ConfigError(f"split.train must be > 0 ({setting})")
+        raise ParameterError(OWNER, f"{{train}} must be > 0 ({setting})")
 
 
 def _sizes(n: int, fractions: dict[str, float]) -> dict[str, int]:
@@ -110,9 +113,10 @@ def _sizes(n: int, fractions: dict[str, float]) -> dict[str, int]:
     sizes = {"train": n - val - test, "val": val, "test": test}
     for name, size in sizes.items():
         if fractions[name] > 0 and size == 0:
-            raise ConfigError(
-                f"split.{name}={fractions[name]} of {n} samples leaves it empty; "
-                f"raise split.{name} or use more data"
+            raise ParameterError(
+                OWNER,
+                f"{{{name}}}={fractions[name]} of {n} samples leaves it empty; "
+                f"raise {{{name}}} or use more data",
             )
     return sizes
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from toolkit.data.dataset import Dataset
 from toolkit.data.torchvision_adapter import load_torchvision
-from toolkit.registry import ConfigError, datasets
+from toolkit.registry import ParameterError, datasets
 
 
 @datasets.register("mnist_classes")
@@ -41,16 +41,21 @@ def mnist_classes(
     """
     kept = [int(c) for c in classes]
     if not kept or len(set(kept)) != len(kept):
-        raise ConfigError(f"dataset.classes={list(classes)} must be distinct class indices")
+        raise ParameterError(
+            "mnist_classes", f"{{classes}}={list(classes)} must be distinct class indices"
+        )
     if train_samples is not None and (
         isinstance(train_samples, bool) or not isinstance(train_samples, int) or train_samples < 1
     ):
-        raise ConfigError(f"dataset.train_samples={train_samples!r} must be a positive int")
+        raise ParameterError(
+            "mnist_classes", f"{{train_samples}}={train_samples!r} must be a positive int"
+        )
     full = load_torchvision(dataset_class, root=root, download=download, normalize=normalize)
     unknown = [c for c in kept if not 0 <= c < full.num_classes]
     if unknown:
-        raise ConfigError(
-            f"dataset.classes has {unknown}, not classes of {full.name} (0..{full.num_classes - 1})"
+        raise ParameterError(
+            "mnist_classes",
+            f"{{classes}} has {unknown}, not classes of {full.name} (0..{full.num_classes - 1})",
         )
     relabel = np.full(full.num_classes, -1, dtype=np.int64)
     relabel[kept] = np.arange(len(kept))

@@ -8,16 +8,18 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.data.dataset import Dataset
-from toolkit.registry import ConfigError, datasets
+from toolkit.registry import ParameterError, datasets
 
 XOR_INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 XOR_TARGETS = np.array([[0], [1], [1], [0]], dtype=np.float32)
 SPIRAL_SWEEP_RAD = 4.0  # how far (radians) each spiral arm turns from the centre to radius 1
 
 
-def _require(condition: bool, message: str) -> None:
+def _require(condition: bool, owner: str, template: str) -> None:
+    """A :class:`~toolkit.registry.ParameterError` of dataset ``owner`` unless ``condition``;
+    ``template`` marks its parameters in braces."""
     if not condition:
-        raise ConfigError(message)
+        raise ParameterError(owner, template)
 
 
 @datasets.register("xor")
@@ -33,7 +35,9 @@ def xor(seed: int = 0, repeat: int = 1) -> Dataset:
         the test set is the 4 patterns once, in the order 00, 01, 10, 11.
     """
     _require(
-        isinstance(repeat, int) and repeat >= 1, f"dataset.repeat={repeat!r} must be an int >= 1"
+        isinstance(repeat, int) and repeat >= 1,
+        "xor",
+        f"{{repeat}}={repeat!r} must be an int >= 1",
     )
     order = np.random.default_rng(seed).permutation(4 * repeat)
     return Dataset(
@@ -61,9 +65,10 @@ def sin(seed: int = 0, n_train: int = 1000, n_test: int = 200, noise: float = 0.
     """
     _require(
         n_train >= 1 and n_test >= 2,
-        f"dataset.n_train={n_train} must be >= 1 and dataset.n_test={n_test} >= 2",
+        "sin",
+        f"{{n_train}}={n_train} must be >= 1 and {{n_test}}={n_test} >= 2",
     )
-    _require(noise >= 0, f"dataset.noise={noise} must be >= 0")
+    _require(noise >= 0, "sin", f"{{noise}}={noise} must be >= 0")
     rng = np.random.default_rng(seed)
     x_train = rng.uniform(-2 * np.pi, 2 * np.pi, size=(n_train, 1))
     y_train = np.sin(x_train) + noise * rng.standard_normal((n_train, 1))
@@ -94,9 +99,9 @@ def spirals(seed: int = 0, n_per_class: int = 100, classes: int = 2, noise: floa
         x float32 (classes * n_per_class, 2) in [-1, 1]^2, y int64 class indices;
         training rows in random order, test rows grouped by class.
     """
-    _require(classes >= 2, f"dataset.classes={classes} must be >= 2")
-    _require(n_per_class >= 1, f"dataset.n_per_class={n_per_class} must be >= 1")
-    _require(noise >= 0, f"dataset.noise={noise} must be >= 0")
+    _require(classes >= 2, "spirals", f"{{classes}}={classes} must be >= 2")
+    _require(n_per_class >= 1, "spirals", f"{{n_per_class}}={n_per_class} must be >= 1")
+    _require(noise >= 0, "spirals", f"{{noise}}={noise} must be >= 0")
     rng = np.random.default_rng(seed)
     x_train, y_train = _spiral_points(rng, n_per_class, classes, noise)
     order = rng.permutation(len(y_train))

@@ -30,7 +30,7 @@ from toolkit.data.dataset import Dataset, preprocess_images
 from toolkit.data.downloads import DATA_ENV_VAR
 from toolkit.data.raw_files import check_readable, data_root, dataset_folder, verify_checksums
 from toolkit.data.torchvision_arrays import convert
-from toolkit.registry import ConfigError, datasets
+from toolkit.registry import ParameterError, datasets
 
 __all__ = ["DATA_ENV_VAR", "data_root", "load_torchvision", "verify_checksums"]
 
@@ -67,7 +67,9 @@ def load_torchvision(
         as torchvision stores them (EMNIST's are transposed relative to MNIST's).
     """
     if subset is not None and (not isinstance(subset, int) or subset < 1):
-        raise ConfigError(f"dataset.subset={subset!r} must be a positive int or null (all)")
+        raise ParameterError(
+            "torchvision", f"{{subset}}={subset!r} must be a positive int or None (all)"
+        )
     label = f"{dataset_class}-{split}" if split else dataset_class
     arrays = _cached_arrays(label, dataset_class, split, data_root(root), download)
     x_train, y_train = arrays["x_train"], arrays["y_train"]

@@ -25,7 +25,7 @@ from toolkit.data.raw_files import (
     unpack_archives,
     verify_checksums,
 )
-from toolkit.registry import ConfigError, one_line, unknown_name_message
+from toolkit.registry import ConfigError, ParameterError, one_line, unknown_name_message
 
 
 def torchvision_class(dataset_class: str) -> type:
@@ -34,13 +34,11 @@ def torchvision_class(dataset_class: str) -> type:
 
     cls = getattr(tv_datasets, dataset_class, None)
     if not isinstance(cls, type):
-        raise ConfigError(
+        raise ParameterError(
+            None,
             unknown_name_message(
-                "torchvision dataset",
-                dataset_class,
-                list(tv_datasets.__all__),
-                "dataset.dataset_class",
-            )
+                "torchvision dataset", dataset_class, list(tv_datasets.__all__), "{dataset_class}"
+            ),
         )
     return cls
 
@@ -63,10 +61,14 @@ def convert(
             folder, _ = expected_files(cls, root, split)
     if expected is not None and not present:
         if not download:
-            raise ConfigError(missing_message(dataset_class, folder, expected, "download=false"))
+            raise ParameterError(
+                None, missing_message(dataset_class, folder, expected, "{download}=False")
+            )
         unreachable = unreachable_reason(download_urls(cls))
         if unreachable:
-            raise ConfigError(missing_message(dataset_class, folder, expected, unreachable))
+            raise ParameterError(
+                None, missing_message(dataset_class, folder, expected, unreachable)
+            )
     if present:
         verify_checksums(root, dataset_folder(root, dataset_class))
     try:
@@ -80,7 +82,8 @@ def convert(
             raise ConfigError(
                 f"torchvision {dataset_class} could not read {folder}: {one_line(err)}"
             ) from None
-        raise ConfigError(missing_message(dataset_class, folder, expected, one_line(err))) from None
+        why = one_line(err)
+        raise ParameterError(None, missing_message(dataset_class, folder, expected, why)) from None
     x_train, y_train = arrays_of(train, dataset_class)
     x_test, y_test = arrays_of(test, dataset_class)
     return {
@@ -102,15 +105,15 @@ def check_split(cls: type, split: str | None) -> None:
     choices = getattr(cls, "splits", None)
     if choices is None:
         if split is not None:
-            raise ConfigError(
-                f"{cls.__name__} has no variants; leave dataset.split unset (got {split!r})"
+            raise ParameterError(
+                None, f"{cls.__name__} has no variants; leave {{split}} unset (got {split!r})"
             )
         return
     if split is None:
-        raise ConfigError(f"{cls.__name__} needs dataset.split, one of: {', '.join(choices)}")
+        raise ParameterError(None, f"{cls.__name__} needs {{split}}, one of: {', '.join(choices)}")
     if split not in choices:
-        raise ConfigError(
-            unknown_name_message(f"{cls.__name__} split", split, list(choices), "dataset.split")
+        raise ParameterError(
+            None, unknown_name_message(f"{cls.__name__} split", split, list(choices), "{split}")
         )
 
 
@@ -135,9 +138,10 @@ def instantiate(cls: type, root: Path, split: str | None, train: bool, download:
     elif "split" in inspect.signature(cls).parameters and split is None:
         kwargs["split"] = "train" if train else "test"
     else:
-        raise ConfigError(
+        raise ParameterError(
+            None,
             f"torchvision {cls.__name__} has no train/test choice the adapter knows "
-            f"(dataset.split={split!r}); use a class with a train= or split= argument"
+            f"({{split}}={split!r}); use a class with a train= or split= argument",
         )
     return cls(**kwargs)
 

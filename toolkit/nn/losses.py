@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.registry import ConfigError, losses
+from toolkit.registry import ConfigError, bad_value, losses
 
 
 def one_hot(labels: np.ndarray, num_classes: int, dtype: np.dtype) -> np.ndarray:
@@ -75,7 +75,7 @@ class CrossEntropy(Loss):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         if not 0.0 <= label_smoothing < 1.0:
-            raise ConfigError(f"loss.label_smoothing must be in [0, 1); got {label_smoothing!r}")
+            raise bad_value(self, "label_smoothing", "in [0, 1)", label_smoothing)
         self.label_smoothing = label_smoothing
 
     def forward(self, output: np.ndarray, target: np.ndarray) -> float:

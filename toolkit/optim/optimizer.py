@@ -8,21 +8,23 @@ from fnmatch import fnmatchcase
 import numpy as np
 
 from toolkit.nn.layer import Layer
-from toolkit.registry import ConfigError
+from toolkit.registry import ConfigError, bad_value
 
 
-def check_positive(name: str, value: float) -> None:
-    """Raise a one-line ConfigError unless ``value`` is a finite number > 0."""
+def check_positive(owner: object, name: str, value: float) -> None:
+    """Raise a one-line :class:`~toolkit.registry.ParameterError` (``Adam: lr must be a
+    positive number; got -1``) unless parameter ``name`` of ``owner`` (a name, or the
+    object itself) is a finite number > 0."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{name} must be a positive number; got {value!r}")
+        raise bad_value(owner, name, "a positive number", value)
     if not np.isfinite(value):
-        raise ConfigError(f"{name} must be finite; got {value!r}")
+        raise bad_value(owner, name, "finite", value)
 
 
-def check_fraction(name: str, value: float) -> None:
-    """Raise a one-line ConfigError unless ``0 <= value < 1``."""
+def check_fraction(owner: object, name: str, value: float) -> None:
+    """Raise a one-line ParameterError unless parameter ``name`` is in ``[0, 1)``."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ConfigError(f"{name} must be in [0, 1); got {value!r}")
+        raise bad_value(owner, name, "in [0, 1)", value)
 
 
 class Optimizer:
@@ -36,9 +38,9 @@ class Optimizer:
     """
 
     def __init__(self, model: Layer, /, lr: float, weight_decay: float = 0.0) -> None:
-        check_positive("optim.lr", lr)
+        check_positive(self, "lr", lr)
         if not weight_decay >= 0:
-            raise ConfigError(f"optim.weight_decay must be >= 0; got {weight_decay!r}")
+            raise bad_value(self, "weight_decay", ">= 0", weight_decay)
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.slots = [

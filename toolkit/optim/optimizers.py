@@ -15,7 +15,7 @@ import numpy as np
 
 from toolkit.nn.layer import Layer
 from toolkit.optim.optimizer import Optimizer, check_fraction
-from toolkit.registry import ConfigError, optimizers
+from toolkit.registry import ParameterError, optimizers
 
 
 def _decayed(param: np.ndarray, grad: np.ndarray, weight_decay: float) -> np.ndarray:
@@ -38,9 +38,11 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(model, lr=lr, weight_decay=weight_decay)
-        check_fraction("optim.momentum", momentum)
+        check_fraction(self, "momentum", momentum)
         if nesterov and momentum == 0:
-            raise ConfigError("optim.nesterov=true needs optim.momentum > 0 (e.g. 0.9)")
+            raise ParameterError(
+                type(self).__name__, "{nesterov}=True needs {momentum} > 0 (e.g. 0.9)"
+            )
         self.momentum, self.nesterov = momentum, nesterov
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
@@ -72,7 +74,7 @@ class RMSprop(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(model, lr=lr, weight_decay=weight_decay)
-        check_fraction("optim.alpha", alpha)
+        check_fraction(self, "alpha", alpha)
         self.alpha, self.eps = alpha, eps
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
@@ -106,8 +108,8 @@ class Adam(Optimizer):
     ) -> None:
         super().__init__(model, lr=lr, weight_decay=weight_decay)
         self.decoupled = bool(decoupled)
-        check_fraction("optim.beta1", beta1)
-        check_fraction("optim.beta2", beta2)
+        check_fraction(self, "beta1", beta1)
+        check_fraction(self, "beta2", beta2)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:

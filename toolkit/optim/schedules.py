@@ -9,14 +9,14 @@ from __future__ import annotations
 import math
 
 from toolkit.optim.optimizer import check_positive
-from toolkit.registry import ConfigError, schedules
+from toolkit.registry import ParameterError, bad_value, schedules
 
 
 class Schedule:
     """Base class: a constant LR."""
 
     def __init__(self, base_lr: float, total_epochs: int, /) -> None:
-        check_positive("optim.lr", base_lr)
+        check_positive(self, "base_lr", base_lr)
         self.base_lr = float(base_lr)
         self.total_epochs = int(total_epochs)
 
@@ -42,8 +42,8 @@ class Step(Schedule):
         self, base_lr: float, total_epochs: int, /, step_size: int = 5, gamma: float = 0.5
     ) -> None:
         super().__init__(base_lr, total_epochs)
-        check_positive("schedule.step_size", step_size)
-        check_positive("schedule.gamma", gamma)
+        check_positive(self, "step_size", step_size)
+        check_positive(self, "gamma", gamma)
         self.step_size, self.gamma = int(step_size), gamma
 
     def lr_at(self, epoch: int) -> float:
@@ -56,7 +56,7 @@ class Exponential(Schedule):
 
     def __init__(self, base_lr: float, total_epochs: int, /, gamma: float = 0.97) -> None:
         super().__init__(base_lr, total_epochs)
-        check_positive("schedule.gamma", gamma)
+        check_positive(self, "gamma", gamma)
         self.gamma = gamma
 
     def lr_at(self, epoch: int) -> float:
@@ -71,7 +71,7 @@ class Cosine(Schedule):
     def __init__(self, base_lr: float, total_epochs: int, /, min_lr: float = 0.0) -> None:
         super().__init__(base_lr, total_epochs)
         if not 0 <= min_lr < base_lr:
-            raise ConfigError(f"schedule.min_lr must be in [0, optim.lr={base_lr}); got {min_lr}")
+            raise bad_value(self, "min_lr", f"in [0, {{base_lr}}={base_lr})", min_lr)
         self.min_lr = min_lr
 
     def lr_at(self, epoch: int) -> float:
@@ -95,15 +95,15 @@ class Warmup(Schedule):
     ) -> None:
         super().__init__(base_lr, total_epochs)
         if not isinstance(warmup_epochs, int) or warmup_epochs < 0:
-            raise ConfigError(
-                f"schedule.warmup_epochs must be an integer >= 0; got {warmup_epochs!r}"
-            )
-        check_positive("schedule.start_factor", start_factor)
+            raise bad_value(self, "warmup_epochs", "an integer >= 0", warmup_epochs)
+        check_positive(self, "start_factor", start_factor)
         if after == "warmup":
-            raise ConfigError("schedule.after cannot be 'warmup'; pick constant, step, cosine...")
+            raise ParameterError(
+                type(self).__name__, "{after} cannot be 'warmup'; pick constant, step, cosine..."
+            )
         self.warmup_epochs, self.start_factor = warmup_epochs, start_factor
         remaining = max(total_epochs - warmup_epochs, 1)
-        self.after: Schedule = schedules.build(after, base_lr, remaining, key="schedule.after")
+        self.after: Schedule = schedules.build(after, base_lr, remaining, key="after")
 
     def lr_at(self, epoch: int) -> float:
         if epoch < self.warmup_epochs:

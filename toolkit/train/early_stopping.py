@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.registry import ConfigError
+from toolkit.registry import ParameterError, bad_value
 from toolkit.train.callbacks import Callback
 from toolkit.train.metrics import higher_is_better
 
@@ -30,9 +30,9 @@ class EarlyStopping(Callback):
         restore_best: bool = True,
     ) -> None:
         if not isinstance(patience, int) or patience < 1:
-            raise ConfigError(f"trainer.early_stopping.patience must be >= 1; got {patience!r}")
+            raise bad_value(self, "patience", "an integer >= 1", patience)
         if mode not in ("auto", "min", "max"):
-            raise ConfigError(f"trainer.early_stopping.mode must be auto, min or max; got {mode!r}")
+            raise bad_value(self, "mode", "auto, min or max", mode)
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.mode = ("max" if higher_is_better(monitor) else "min") if mode == "auto" else mode
         self.restore_best = restore_best
@@ -44,9 +44,9 @@ class EarlyStopping(Callback):
     def on_fit_start(self, trainer) -> None:
         if self.monitor not in trainer.metric_names():
             names = ", ".join(trainer.metric_names())
-            raise ConfigError(
-                f"trainer.early_stopping.monitor='{self.monitor}' is not logged; "
-                f"choose one of: {names}"
+            raise ParameterError(
+                "EarlyStopping",
+                f"{{monitor}}={self.monitor!r} is not logged; choose one of: {names}",
             )
 
     def _improved(self, value: float) -> bool:

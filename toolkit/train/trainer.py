@@ -17,7 +17,7 @@ from toolkit.nn.layer import Layer, forward_in_batches
 from toolkit.nn.losses import Loss
 from toolkit.optim.optimizer import Optimizer
 from toolkit.optim.schedules import Constant, Schedule
-from toolkit.registry import ConfigError
+from toolkit.registry import bad_value
 from toolkit.train.callbacks import Callback
 from toolkit.train.metrics import accuracy
 
@@ -108,9 +108,9 @@ class Trainer:
         augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         threads: int | None = None,
     ) -> None:
-        for key, value in (("trainer.epochs", epochs), ("trainer.batch_size", batch_size)):
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{key} must be a positive integer; got {value!r}")
+                raise bad_value(self, name, "a positive integer", value)
         self.model, self.loss, self.optimizer = model, loss, optimizer
         model.needs_input_grad = False  # dL/d(data) is never used: skip its GEMM
         self.schedule = schedule or Constant(optimizer.lr, epochs)
@@ -121,9 +121,7 @@ class Trainer:
         if threads is not None and (
             isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
         ):
-            raise ConfigError(
-                f"trainer.threads must be a positive integer or null; got {threads!r}"
-            )
+            raise bad_value(self, "threads", "a positive integer or None", threads)
         self.threads = threads
         self.rng = np.random.default_rng(seed)
         self.augment = augment
@@ -229,7 +227,7 @@ class Trainer:
                 bar.close()
                 raise DivergenceError(
                     f"training diverged: loss became {loss} at epoch {self.epoch}, step "
-                    f"{steps + 1} (lr={lr:g}); lower optim.lr or use a schedule"
+                    f"{steps + 1} (lr={lr:g}); lower the optimizer's lr or use a schedule"
                 )
             model.backward(loss_fn.backward())
             if self.log_grad_norms:

@@ -18,7 +18,7 @@ import numpy as np
 
 from toolkit.data.augment.resample import affine_grid, scratch, warp
 from toolkit.data.augment.transforms import Augmentation, check_mode, check_number
-from toolkit.registry import ConfigError, augmentations
+from toolkit.registry import ParameterError, augmentations
 
 ATTEMPTS = 10  # boxes drawn per image before falling back to the whole image
 
@@ -86,15 +86,14 @@ class RandomResizedCrop(Augmentation):
         max_ratio: float = 4 / 3,
         mode: str = "bilinear",
     ) -> None:
-        key = "augment.random_resized_crop"
-        self.min_scale = check_number(f"{key}.min_scale", min_scale, above=0, at_most=1)
-        self.max_scale = check_number(f"{key}.max_scale", max_scale, above=0, at_most=1)
-        self.min_ratio = check_number(f"{key}.min_ratio", min_ratio, above=0)
-        self.max_ratio = check_number(f"{key}.max_ratio", max_ratio, above=0)
+        self.min_scale = check_number(self, "min_scale", min_scale, above=0, at_most=1)
+        self.max_scale = check_number(self, "max_scale", max_scale, above=0, at_most=1)
+        self.min_ratio = check_number(self, "min_ratio", min_ratio, above=0)
+        self.max_ratio = check_number(self, "max_ratio", max_ratio, above=0)
         for low, high in (("min_scale", "max_scale"), ("min_ratio", "max_ratio")):
             if getattr(self, low) > getattr(self, high):
-                raise ConfigError(f"{key}.{low} must be <= {key}.{high}")
-        self.mode = check_mode(f"{key}.mode", mode)
+                raise ParameterError(type(self).__name__, f"{{{low}}} must be <= {{{high}}}")
+        self.mode = check_mode(self, mode)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         boxes = crop_boxes(
@@ -117,7 +116,7 @@ class HorizontalFlip(Augmentation):
     """
 
     def __init__(self, p: float = 0.5) -> None:
-        self.p = check_number("augment.hflip.p", p, at_least=0, at_most=1)
+        self.p = check_number(self, "p", p, at_least=0, at_most=1)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         flipped = rng.random(len(x)) < self.p

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.data.augment.transforms import Augmentation, as_image_batch, check_number
-from toolkit.registry import ConfigError, augmentations
+from toolkit.registry import ParameterError, augmentations
 
 
 class Augmenter:
@@ -18,7 +18,8 @@ class Augmenter:
     Args:
         steps: built augmentations, or ``(name, hyperparameters)`` pairs built through the
             registry (``("rotate", {"max_degrees": 15})``); unknown names and keywords
-            raise ConfigError.
+            raise ConfigError, and a step's bad value names it as ``steps.<name>.<param>``
+            (``Augmenter: steps.rotate.max_degrees must be >= 0; got -5``).
         p: probability, per sample, that it goes through the steps at all; the others are
             returned unchanged. In [0, 1]. The steps see only the chosen samples (so a
             ``fill=None`` background is their minimum).
@@ -31,12 +32,9 @@ class Augmenter:
         self, steps: Sequence[tuple[str, Mapping[str, Any]] | Augmentation], p: float = 1.0
     ) -> None:
         self.steps: list[Augmentation] = [
-            step
-            if isinstance(step, Augmentation)
-            else augmentations.build(step[0], key="augment", **step[1])
-            for step in steps
+            step if isinstance(step, Augmentation) else _build_step(*step) for step in steps
         ]
-        self.p = check_number("augment.p", p, at_least=0, at_most=1)
+        self.p = check_number(self, "p", p, at_least=0, at_most=1)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = as_image_batch(x)
@@ -79,11 +77,22 @@ def build_augmenter(spec: object, p: float = 1.0) -> Augmenter | None:
     elif isinstance(spec, Sequence) and all(isinstance(name, str) for name in spec):
         steps = [(name, {}) for name in spec]
     else:
-        raise ConfigError(
-            f"augment must be a list of augmentation names or a mapping name -> "
-            f"hyperparameters (e.g. {{shift: {{max_pixels: 2}}}}); got {spec!r}"
+        raise ParameterError(
+            "build_augmenter",
+            "{spec} must be a list of augmentation names or a mapping name -> "
+            f"hyperparameters (e.g. {{'shift': {{'max_pixels': 2}}}}); got {spec!r}",
         )
     return Augmenter(steps, p=p)
+
+
+def _build_step(name: str, hyperparameters: Mapping[str, Any]) -> Augmentation:
+    """The augmentation ``name`` from the registry; its bad values are named
+    ``steps.<name>.<param>`` (an unknown name: ``steps=<name>``)."""
+    augmentations.get(name, key="steps")  # an unknown name is not nested
+    try:
+        return augmentations.build(name, **hyperparameters)
+    except ParameterError as err:
+        raise err.nested(f"steps.{name}", "Augmenter") from None
 
 
 def _hyperparameters(name: object, kwargs: object) -> dict[str, Any]:
@@ -91,7 +100,8 @@ def _hyperparameters(name: object, kwargs: object) -> dict[str, Any]:
     if kwargs is None:
         return {}
     if not isinstance(kwargs, Mapping):
-        raise ConfigError(
-            f"augment.{name} must be a mapping of hyperparameters (or null); got {kwargs!r}"
+        raise ParameterError(
+            "build_augmenter",
+            f"{{spec.{name}}} must be a mapping of hyperparameters (or None); got {kwargs!r}",
         )
     return {str(key): value for key, value in kwargs.items()}

@@ -26,7 +26,7 @@ class Noise(Augmentation):
     """
 
     def __init__(self, std: float = 0.1) -> None:
-        self.std = check_number("augment.noise.std", std, at_least=0)
+        self.std = check_number(self, "std", std, at_least=0)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         noise = standard_normal(rng, x.shape)
@@ -68,8 +68,8 @@ class Cutout(Augmentation):
     """
 
     def __init__(self, size: int = 8, fill: float | None = None) -> None:
-        self.size = check_number("augment.cutout.size", size, at_least=0, integer=True)
-        self.fill = check_fill("augment.cutout.fill", fill)
+        self.size = check_number(self, "size", size, at_least=0, integer=True)
+        self.fill = check_fill(self, fill)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n, _, h, w = x.shape

@@ -1,8 +1,9 @@
 """The registered augmentations: random transformations of image batches (N, C, H, W).
 
 Each is a class registered in :data:`toolkit.registry.augmentations`, built from keyword
-hyperparameters (checked at construction: a bad value raises a one-line ConfigError naming
-its key, e.g. ``augment.rotate.max_degrees``) and called as ``aug(x, rng)``. Every image
+hyperparameters (checked at construction: a bad value raises a one-line ParameterError
+naming the class and the parameter, e.g. ``Rotate: max_degrees must be >= 0; got -5``) and
+called as ``aug(x, rng)``. Every image
 gets its own random parameters drawn from ``rng``, so a seeded generator repeats itself.
 
 Pixels that come from outside an image take the value ``fill``; ``fill=None`` means the
@@ -25,7 +26,7 @@ from toolkit.data.augment.resample import (
     shift_images,
     warp,
 )
-from toolkit.registry import ConfigError, augmentations
+from toolkit.registry import ConfigError, ParameterError, augmentations, bad_value, owner_name
 
 
 class Augmentation(ABC):
@@ -64,11 +65,13 @@ def background(x: np.ndarray, fill: float | None) -> float:
     return float(x.min()) if fill is None else fill
 
 
-# ---- hyperparameter checks: each returns the value or raises a one-line ConfigError ----
+# ---- hyperparameter checks: each returns the value or raises a one-line ParameterError
+# of parameter ``name`` of ``owner`` (the augmentation, or its name) ----
 
 
 def check_number(
-    key: str,
+    owner: object,
+    name: str,
     value: object,
     *,
     at_least: float | None = None,
@@ -80,34 +83,36 @@ def check_number(
     kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
         kind = "an integer" if integer else "a finite number"
-        raise ConfigError(f"{key} must be {kind}; got {value!r}")
+        raise bad_value(owner, name, kind, value)
     if at_least is not None and value < at_least:
-        raise ConfigError(f"{key} must be >= {at_least:g}; got {value!r}")
+        raise bad_value(owner, name, f">= {at_least:g}", value)
     if above is not None and value <= above:
-        raise ConfigError(f"{key} must be > {above:g}; got {value!r}")
+        raise bad_value(owner, name, f"> {above:g}", value)
     if at_most is not None and value > at_most:
-        raise ConfigError(f"{key} must be <= {at_most:g}; got {value!r}")
+        raise bad_value(owner, name, f"<= {at_most:g}", value)
     return int(value) if integer else float(value)
 
 
-def check_fill(key: str, fill: object) -> float | None:
-    """``fill`` as a float, or None (the batch minimum)."""
-    return None if fill is None else check_number(key, fill)
+def check_fill(owner: object, fill: object) -> float | None:
+    """Parameter ``fill`` as a float, or None (the batch minimum)."""
+    return None if fill is None else check_number(owner, "fill", fill)
 
 
-def check_mode(key: str, mode: object) -> str:
-    """``mode`` if it is one of :data:`~toolkit.data.augment.resample.MODES`."""
+def check_mode(owner: object, mode: object) -> str:
+    """Parameter ``mode`` if it is one of :data:`~toolkit.data.augment.resample.MODES`."""
     if mode not in MODES:
-        raise ConfigError(f"{key} must be one of: {', '.join(MODES)}; got {mode!r}")
+        raise bad_value(owner, "mode", f"one of: {', '.join(MODES)}", mode)
     return mode
 
 
-def check_scale_range(key: str, min_scale: object, max_scale: object) -> tuple[float, float]:
-    """Positive ``min_scale <= max_scale``; ``key`` is the augmentation's (``augment.scale``)."""
-    low = check_number(f"{key}.min_scale", min_scale, above=0)
-    high = check_number(f"{key}.max_scale", max_scale, above=0)
+def check_scale_range(owner: object, min_scale: object, max_scale: object) -> tuple[float, float]:
+    """Parameters ``min_scale <= max_scale``, both positive."""
+    low = check_number(owner, "min_scale", min_scale, above=0)
+    high = check_number(owner, "max_scale", max_scale, above=0)
     if low > high:
-        raise ConfigError(f"{key}.min_scale must be <= {key}.max_scale; got {low:g} > {high:g}")
+        raise ParameterError(
+            owner_name(owner), f"{{min_scale}} must be <= {{max_scale}}; got {low:g} > {high:g}"
+        )
     return low, high
 
 
@@ -125,10 +130,8 @@ class Shift(Augmentation):
     """
 
     def __init__(self, max_pixels: int = 2, fill: float | None = None) -> None:
-        self.max_pixels = check_number(
-            "augment.shift.max_pixels", max_pixels, at_least=0, integer=True
-        )
-        self.fill = check_fill("augment.shift.fill", fill)
+        self.max_pixels = check_number(self, "max_pixels", max_pixels, at_least=0, integer=True)
+        self.fill = check_fill(self, fill)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         shifts = rng.integers(-self.max_pixels, self.max_pixels + 1, size=(len(x), 2))
@@ -149,9 +152,9 @@ class Rotate(Augmentation):
     def __init__(
         self, max_degrees: float = 10.0, fill: float | None = None, mode: str = "bilinear"
     ) -> None:
-        self.max_degrees = check_number("augment.rotate.max_degrees", max_degrees, at_least=0)
-        self.fill = check_fill("augment.rotate.fill", fill)
-        self.mode = check_mode("augment.rotate.mode", mode)
+        self.max_degrees = check_number(self, "max_degrees", max_degrees, at_least=0)
+        self.fill = check_fill(self, fill)
+        self.mode = check_mode(self, mode)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n = len(x)
@@ -180,9 +183,9 @@ class Scale(Augmentation):
         fill: float | None = None,
         mode: str = "bilinear",
     ) -> None:
-        self.min_scale, self.max_scale = check_scale_range("augment.scale", min_scale, max_scale)
-        self.fill = check_fill("augment.scale.fill", fill)
-        self.mode = check_mode("augment.scale.mode", mode)
+        self.min_scale, self.max_scale = check_scale_range(self, min_scale, max_scale)
+        self.fill = check_fill(self, fill)
+        self.mode = check_mode(self, mode)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n = len(x)
@@ -218,11 +221,11 @@ class Affine(Augmentation):
         fill: float | None = None,
         mode: str = "bilinear",
     ) -> None:
-        self.max_degrees = check_number("augment.affine.max_degrees", max_degrees, at_least=0)
-        self.max_pixels = check_number("augment.affine.max_pixels", max_pixels, at_least=0)
-        self.min_scale, self.max_scale = check_scale_range("augment.affine", min_scale, max_scale)
-        self.fill = check_fill("augment.affine.fill", fill)
-        self.mode = check_mode("augment.affine.mode", mode)
+        self.max_degrees = check_number(self, "max_degrees", max_degrees, at_least=0)
+        self.max_pixels = check_number(self, "max_pixels", max_pixels, at_least=0)
+        self.min_scale, self.max_scale = check_scale_range(self, min_scale, max_scale)
+        self.fill = check_fill(self, fill)
+        self.mode = check_mode(self, mode)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n = len(x)
@@ -254,10 +257,10 @@ class Elastic(Augmentation):
         fill: float | None = None,
         mode: str = "bilinear",
     ) -> None:
-        self.alpha = check_number("augment.elastic.alpha", alpha, at_least=0)
-        self.sigma = check_number("augment.elastic.sigma", sigma, above=0)
-        self.fill = check_fill("augment.elastic.fill", fill)
-        self.mode = check_mode("augment.elastic.mode", mode)
+        self.alpha = check_number(self, "alpha", alpha, at_least=0)
+        self.sigma = check_number(self, "sigma", sigma, above=0)
+        self.fill = check_fill(self, fill)
+        self.mode = check_mode(self, mode)
 
     def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n, _, h, w = x.shape
