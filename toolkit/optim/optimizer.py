@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
+from typing import Protocol
 
 import numpy as np
 
-from toolkit.nn.layer import Layer
 from toolkit.registry import ConfigError, bad_value
 
 
@@ -27,6 +27,21 @@ def check_fraction(owner: object, name: str, value: float) -> None:
         raise bad_value(owner, name, "in [0, 1)", value)
 
 
+class HasParams(Protocol):
+    """A leaf layer as an optimizer sees it: its parameters and their gradients by name."""
+
+    params: dict[str, np.ndarray]
+    grads: dict[str, np.ndarray]
+
+
+class Trainable(Protocol):
+    """What an optimizer needs of a model (a :class:`toolkit.nn.layer.Layer` is one): its
+    leaf layers by dotted path. Said here, not imported, so that ``toolkit.optim`` depends
+    on NumPy and the registry only."""
+
+    def named_layers(self) -> Iterable[tuple[str, HasParams]]: ...
+
+
 class Optimizer:
     """Base class. Subclasses implement :meth:`update` for one parameter array.
 
@@ -37,7 +52,7 @@ class Optimizer:
         weight_decay: L2 penalty coefficient added to the gradient (``AdamW``: decoupled).
     """
 
-    def __init__(self, model: Layer, /, lr: float, weight_decay: float = 0.0) -> None:
+    def __init__(self, model: Trainable, /, lr: float, weight_decay: float = 0.0) -> None:
         check_positive(self, "lr", lr)
         if not weight_decay >= 0:
             raise bad_value(self, "weight_decay", ">= 0", weight_decay)

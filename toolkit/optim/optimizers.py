@@ -13,8 +13,7 @@ import math
 
 import numpy as np
 
-from toolkit.nn.layer import Layer
-from toolkit.optim.optimizer import Optimizer, check_fraction
+from toolkit.optim.optimizer import Optimizer, Trainable, check_fraction
 from toolkit.registry import ParameterError, optimizers
 
 
@@ -30,7 +29,7 @@ class SGD(Optimizer):
 
     def __init__(
         self,
-        model: Layer,
+        model: Trainable,
         /,
         lr: float = 0.01,
         momentum: float = 0.0,
@@ -66,7 +65,7 @@ class RMSprop(Optimizer):
 
     def __init__(
         self,
-        model: Layer,
+        model: Trainable,
         /,
         lr: float = 0.001,
         alpha: float = 0.99,
@@ -97,7 +96,7 @@ class Adam(Optimizer):
 
     def __init__(
         self,
-        model: Layer,
+        model: Trainable,
         /,
         lr: float = 0.001,
         beta1: float = 0.9,
