@@ -18,8 +18,7 @@ from toolkit.registry import ConfigError, close_matches
 from toolkit.track.names import RUN_ID
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
-    from mlflow.entities import Run
+    from toolkit.track.client import MlflowClient, Run
 
 PARENT_TAG = "toolkit.sweep"
 SWEPT_KEYS_TAG = "toolkit.swept_keys"
@@ -114,7 +113,7 @@ def find_parent_run(client: MlflowClient, experiment_or_run: str) -> Run:
 
 
 def _parent_by_id(client: MlflowClient, run_id: str) -> Run:
-    from mlflow.exceptions import MlflowException
+    from toolkit.track.client import MlflowException
 
     try:
         run = client.get_run(run_id)
