@@ -169,7 +169,8 @@ def test_batchnorm_on_channel_major_images_matches_the_nchw_path(training, threa
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("layout", ["nchw", "channel_major", "batch_last"])
 @pytest.mark.parametrize("relu", [False, True])
-def test_the_2x2_max_pool_fast_path_matches_the_general_one(threads, layout, relu):
+@pytest.mark.parametrize("training", [False, True])
+def test_the_2x2_max_pool_fast_path_matches_the_general_one(threads, layout, relu, training):
     """The pairs paths (NCHW / channel-major memory, and batch-last (C, H, W, N) memory)
     pick the same window element as the general k*k loop, ties included, and route the
     same gradient."""
@@ -185,7 +186,7 @@ def test_the_2x2_max_pool_fast_path_matches_the_general_one(threads, layout, rel
     layer = MaxPool2d(2)
     layer.build((3, 8, 10), rng, np.dtype(np.float32))
     with parallel.using_threads(threads):
-        fast_y = layer.forward_relu(x) if relu else layer.forward(x)
+        fast_y = layer.forward_relu(x, training) if relu else layer.forward(x, training)
         fast_dx = layer.backward(dy)
     layer._pairs = False
     general_y = layer.forward(np.maximum(x, 0) if relu else x)

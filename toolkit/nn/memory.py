@@ -6,9 +6,12 @@ trims the freed heap back to the OS, so every step pays a page fault per 4 KiB o
 touch: on this shared VM a fresh 6.4 MB array took 10-40 ms to fill against ~1 ms when
 its memory was reused (the batch norm of the ``+model=cnn`` recipe). With
 :func:`keep_freed_memory` (called once by :func:`toolkit.nn.parallel.using_threads`, so by
-the Trainer's ``engine_threads``) blocks up to ``MMAP_THRESHOLD`` come from the heap and
-freed memory is kept (up to ``TRIM_THRESHOLD`` at its top) for reuse: the process's
-resident size stays near its peak instead of shrinking between steps.
+the Trainer's ``engine_threads``) blocks up to ``MMAP_THRESHOLD`` (32 MiB, glibc's
+largest) come from the heap and freed memory is kept (up to ``TRIM_THRESHOLD`` at its
+top) for reuse. Larger blocks (evaluation batches of 1000) are still mapped and returned.
+The cost: a recipe-CNN process (30 training steps, 10 evaluation batches of 1000) peaked
+at 1,114 MB resident against 1,044 MB with the default settings, and kept 816 MB
+resident after them against 750 MB.
 
 Set ``TOOLKIT_KEEP_FREED_MEMORY=0`` to leave the allocator alone. A no-op off glibc.
 """
@@ -20,8 +23,8 @@ import os
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-MMAP_THRESHOLD = 256 << 20
-TRIM_THRESHOLD = 1 << 30
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 256 << 20
 
 _applied: bool | None = None
 
@@ -39,6 +42,6 @@ def keep_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # musl, or no libc.so.6
         return False
-    mmap_ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) or mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    mmap_ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     _applied = bool(mmap_ok and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _applied
