@@ -6,9 +6,10 @@ trims the freed heap back to the OS, so every step pays a page fault per 4 KiB o
 touch: on this shared VM a fresh 6.4 MB array took 10-40 ms to fill against ~1 ms when
 its memory was reused (the batch norm of the ``+model=cnn`` recipe). With
 :func:`keep_freed_memory` (called once by :func:`toolkit.nn.parallel.using_threads`, so by
-the Trainer's ``engine_threads``) blocks up to ``MMAP_THRESHOLD`` (32 MiB, glibc's
-largest) come from the heap and freed memory is kept (up to ``TRIM_THRESHOLD`` at its
-top) for reuse. Larger blocks (evaluation batches of 1000) are still mapped and returned.
+the Trainer's ``engine_threads``) blocks up to ``MMAP_THRESHOLD`` (32 MiB, the most
+glibc's own dynamic threshold reaches) come from the heap and freed memory is kept (up
+to ``TRIM_THRESHOLD`` at its top) for reuse. Larger blocks (evaluation batches of 1000)
+are still mapped and returned.
 The cost: a recipe-CNN process (30 training steps, 10 evaluation batches of 1000) peaked
 at 1,114 MB resident against 1,044 MB with the default settings, and kept 816 MB
 resident after them against 750 MB.
