@@ -109,6 +109,9 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="a joblib sweep instead of a run")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    # started in the background (`nohup ... &`), this process ignores SIGINT and so would
+    # its children: give them the default disposition a terminal's Ctrl-C meets
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     command = SWEEP if args.sweep else RUN
     with tempfile.TemporaryDirectory(prefix="reference-") as name:
         began = time.time()
