@@ -3,7 +3,8 @@
 Plugins load and registry entries become config options before Hydra composes; each
 job (also inside launcher worker processes) loads them again, idempotently. Then the
 pre-check composes the job once, as Hydra will, so that bad input stops with one
-``error:`` line before Hydra creates a folder or a run.
+``error:`` line before Hydra creates a folder or a run. ``-m ... --dry-run`` then lists
+the sweep's jobs and estimates its wall time instead of running it (toolkit.app.dry_run).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from toolkit.app.command_line import parse
+from toolkit.app.command_line import DRY_RUN, parse
 from toolkit.app.composition import check_composition
 from toolkit.app.config_store import CONF_DIR, register_configs
 from toolkit.app.overrides import check_group_overrides
@@ -43,6 +44,11 @@ def main() -> None:
         check_group_overrides(line.overrides, line.config_dirs(CONF_DIR))
         if line.composes_a_job:
             check_composition(line, CONF_DIR)
+        if DRY_RUN in line.flags:  # list the sweep's jobs and estimate it; run nothing
+            from toolkit.app.dry_run import dry_run
+
+            dry_run(line, CONF_DIR)
+            sys.exit(0)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

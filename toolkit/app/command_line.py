@@ -31,6 +31,7 @@ _OPTIONAL_VALUE_FLAGS = {"-i", "--info"}  # --info [all|config|defaults|...]
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 MULTIRUN = {"-m", "--multirun"}
 HELP = {"-h", "--help", "--hydra-help"}
+DRY_RUN = "--dry-run"  # the toolkit's own flag (toolkit.app.dry_run), not Hydra's
 SEARCHPATH_KEY = "hydra.searchpath"
 
 

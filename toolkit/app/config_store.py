@@ -125,6 +125,8 @@ def help_config() -> dict[str, str]:
         "toolkit: NumPy-only deep learning, configured by Hydra, tracked by MLflow.\n\n"
         "Train:   python -m toolkit +model=mlp optim=adam\n"
         "Sweep:   python -m toolkit -m +model=mlp optim=sgd,adam\n"
+        "Preview: python -m toolkit -m +experiment=activation_pairs --dry-run "
+        "(its jobs and an estimated wall time; runs nothing)\n"
         "Choose a model with +model=NAME; any key below can be overridden (optim.lr=0.01)."
     )
     template = (
