@@ -54,8 +54,11 @@ def complete_children(url: str, folder: Path, destination: Path) -> tuple[int, i
             [info["experiment_id"]], f"source_run_id = '{run_id}'"
         )  # MLflow 3: a run's pyfunc model is a LoggedModel beside the run's artifacts
         model = [m for m in models if list(destination.glob(f"**/{m.model_id}/artifacts/MLmodel"))]
-        checkpoint = run.data.tags.get("toolkit.checkpoint", "checkpoint/checkpoint.npz")
-        stored = list(destination.glob(f"**/{run_id}/artifacts/{checkpoint}"))
+        # the final weights are stored once: in the pyfunc model (model/artifacts/...)
+        final = run.data.tags.get("toolkit.final_checkpoint", "checkpoint/checkpoint.npz")
+        owner, _, inside = final.partition("/")
+        where = f"{model[0].model_id}/artifacts/{inside}" if owner == "model" and model else ""
+        stored = list(destination.glob(f"**/{where or f'{run_id}/artifacts/{final}'}"))
         same = len(stored) == 1 and run_id in local and stored[0].stat().st_size > 0
         if top >= ARTIFACTS and figures >= FIGURES and len(model) == 1 and same:
             complete += 1

@@ -86,7 +86,9 @@ def test_a_run_leaves_a_complete_mlflow_run(tmp_path, cache_dir):
         assert len(client.get_metric_history(run.info.run_id, key)) == 2, key
     assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"figures", "checkpoint", "config_resolved.yaml", "metrics.json"} <= artifacts
+    assert {"figures", "config_resolved.yaml", "metrics.json"} <= artifacts
+    assert "checkpoint" not in artifacts  # the final weights are stored once, in the model
+    assert run.data.tags["toolkit.final_checkpoint"] == "model/artifacts/checkpoint.npz"
     figures = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")}
     assert {
         "learning_curves.png",

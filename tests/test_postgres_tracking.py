@@ -99,15 +99,17 @@ def assert_recorded_through_the_server(url: str, destination: Path, jobs_dir: Pa
         # while the run was going and are removed once it finished
         assert "toolkit.checkpoint" not in run.data.tags
         assert not client.list_artifacts(run_id, "resume")
-        stored = list(destination.glob(f"**/{run_id}/artifacts/checkpoint/checkpoint.npz"))
-        assert len(stored) == 1  # on the server's disk, uploaded over HTTP
-        assert stored[0].stat().st_size > 0
         (logged,) = client.search_logged_models(
             [info["experiment_id"]], f"source_run_id = '{run_id}'"
         )  # MLflow 3 keeps a run's models beside its artifacts, as LoggedModels
         assert logged.name == "model"
         assert logged.artifact_location.startswith("mlflow-artifacts:/")
         assert list(destination.glob(f"**/{logged.model_id}/artifacts/MLmodel"))
+        # stored once, inside the model (the tag says where), uploaded over HTTP
+        assert run.data.tags["toolkit.final_checkpoint"] == "model/artifacts/checkpoint.npz"
+        stored = list(destination.glob(f"**/{logged.model_id}/artifacts/artifacts/checkpoint.npz"))
+        assert len(stored) == 1 and stored[0].stat().st_size > 0
+        assert not list(destination.glob(f"**/{run_id}/artifacts/checkpoint/checkpoint.npz"))
         model = load_pyfunc(url, f"runs:/{run_id}/model")
         probabilities = model.predict(np.zeros((3, 2), dtype=np.float32))
         assert probabilities.shape == (3, 2)

@@ -147,3 +147,34 @@ def test_transfer_config_freezes_the_backbone_of_a_pretrained_cnn(tmp_path, cach
 
 
 PREFIX_KINDS = ["conv2d", "relu", "maxpool2d", "conv2d", "relu", "maxpool2d", "flatten"]
+
+
+def test_a_runs_final_weights_are_stored_once_and_still_start_a_transfer(tmp_path):
+    """With the pyfunc model logged, the final checkpoint lives only inside the model: no
+    ``checkpoint/`` copy; ``transfer.init_from=<run id>`` reads the model's copy and the
+    model still loads and predicts."""
+    import os
+    import subprocess
+    import sys
+
+    mlflow = pytest.importorskip("mlflow")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    source = ["+model=mlp", "dataset=spirals", "trainer.epochs=1", "trainer.progress=false"]
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit", *source, "hydra.run.dir=out"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("toolkit").experiment_id])
+    assert "checkpoint" not in {a.path for a in client.list_artifacts(run.info.run_id)}
+    fetched = checkpoint_file(run.info.run_id, uri)
+    assert fetched.read_bytes() == (tmp_path / "out" / "checkpoint.npz").read_bytes()
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert np.asarray(model.predict(np.zeros((3, 2), dtype=np.float32))).shape == (3, 2)

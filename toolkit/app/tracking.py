@@ -76,18 +76,24 @@ class Recorder(Callback):
                 console.warn(f"resume checkpoint not uploaded ({type(err).__name__}); it is {path}")
 
     def log_outputs(self, files, model: Path | None, example) -> None:
-        """Log the run's files (:class:`toolkit.app.outputs.RunFiles`): the final
-        checkpoint under ``checkpoint/`` (what ``transfer.init_from=<run id>`` reads), the
-        text files, the figures, and (if ``model``) the pyfunc model."""
+        """Log the run's files (:class:`toolkit.app.outputs.RunFiles`): the text files,
+        the figures, and the final checkpoint once: inside the pyfunc model if ``model``,
+        else under ``checkpoint/``; tag ``toolkit.final_checkpoint`` says where (what
+        ``transfer.init_from=<run id>`` reads)."""
+        from toolkit.track.names import CHECKPOINT_ARTIFACT, MODEL_CHECKPOINT, TAG_FINAL_CHECKPOINT
+
         if self.run is None or self.sync_hint:
             return
-        self.run.log_artifact(files.checkpoint, "checkpoint")
         for path in files.files:
             self.run.log_artifact(path)
         for path in files.figures:
             self.run.log_artifact(path, "figures")
         if model is not None:
             self.run.log_model(model, example)
+        else:
+            self.run.log_artifact(files.checkpoint, CHECKPOINT_ARTIFACT.partition("/")[0])
+        where = MODEL_CHECKPOINT if model is not None else CHECKPOINT_ARTIFACT
+        self.run.set_tags({TAG_FINAL_CHECKPOINT: where})
 
     @property
     def sync_hint(self) -> str | None:

@@ -35,8 +35,6 @@ from toolkit.registry import ConfigError
 from toolkit.track.names import RUN_ID
 from toolkit.train.checkpoint import load_weights, model_arrays, read_checkpoint
 
-CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.npz"
-
 __all__ = [
     "TransferPlan",
     "TransferSettings",
@@ -224,9 +222,9 @@ def _as_lists(normalization: Any) -> Any:
 
 
 def checkpoint_file(init_from: str, tracking_uri: str | None) -> Path:
-    """A local checkpoint for ``init_from``: the file itself, or the ``checkpoint.npz``
-    artifact of an MLflow run (a 32-hex run id or a ``runs:/<id>/<path>`` URI) downloaded
-    from ``tracking_uri``."""
+    """A local checkpoint for ``init_from``: the file itself, or an MLflow run's final
+    checkpoint (a 32-hex run id: the copy in its pyfunc model or ``checkpoint/``; a
+    ``runs:/<id>/<path>`` URI: that file) downloaded from ``tracking_uri``."""
     path = Path(init_from).expanduser()
     if path.is_file():
         return path
@@ -235,13 +233,14 @@ def checkpoint_file(init_from: str, tracking_uri: str | None) -> Path:
             f"transfer.init_from={init_from!r} is neither a checkpoint file nor an MLflow run "
             "id; give the path of a checkpoint.npz, a run id, torchvision:<arch> or a .pth file"
         )
-    import mlflow
+    from toolkit.track.checkpoint_store import final_checkpoint_uri
+    from toolkit.track.client import download_artifact
 
     uri = init_from
-    if not init_from.startswith("runs:/"):
-        uri = f"runs:/{init_from}/{CHECKPOINT_ARTIFACT}"
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri)
+        if not init_from.startswith("runs:/"):  # inside its pyfunc model, or checkpoint/
+            uri = final_checkpoint_uri(tracking_uri, init_from)
+        local = download_artifact(uri, tracking_uri)
     except Exception as err:  # unknown run, missing artifact, unreachable store
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(

@@ -1,12 +1,20 @@
 """Resume checkpoints kept in a run's artifacts, so any machine that reaches the tracking
-server can continue the run (no shared filesystem needed)."""
+server can continue the run (no shared filesystem needed), and where a finished run's
+final checkpoint is (inside its pyfunc model, or under ``checkpoint/``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from toolkit.registry import ConfigError
-from toolkit.track.names import RESUME_FOLDER, TAG_CHECKPOINT, TAG_OUTPUT_DIR
+from toolkit.track.names import (
+    CHECKPOINT_ARTIFACT,
+    MODEL_CHECKPOINT,
+    RESUME_FOLDER,
+    TAG_CHECKPOINT,
+    TAG_FINAL_CHECKPOINT,
+    TAG_OUTPUT_DIR,
+)
 
 
 def fetch_checkpoint(tracking_uri: str, run_id: str, dest: Path, local_name: str) -> Path:
@@ -54,3 +62,24 @@ def drop_checkpoints(tracking_uri: str, run_id: str) -> None:
     except Exception:  # NotImplementedError and friends: the slots stay, harmless
         return
     client.delete_tag(run_id, TAG_CHECKPOINT)
+
+
+def final_checkpoint_uri(tracking_uri: str | None, run_id: str) -> str:
+    """The artifact URI of run ``run_id``'s final checkpoint, where its tag
+    ``toolkit.final_checkpoint`` says: inside its pyfunc model
+    (``model/artifacts/checkpoint.npz``: the URI is in the model's own artifact location,
+    since MLflow resolves ``runs:/<id>/model`` through the process's tracking URI, not
+    ``tracking_uri``) or ``checkpoint/checkpoint.npz`` (no model logged, or a run from
+    before the tag). MLflow's error for an unknown run passes through."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    run = client.get_run(run_id)
+    where = run.data.tags.get(TAG_FINAL_CHECKPOINT, CHECKPOINT_ARTIFACT)
+    if where == MODEL_CHECKPOINT:
+        name, _, inside = where.partition("/")
+        outputs = run.outputs.model_outputs if run.outputs else []
+        for model in (client.get_logged_model(output.model_id) for output in outputs):
+            if model.name == name:
+                return f"{model.artifact_location.rstrip('/')}/{inside}"
+    return f"runs:/{run_id}/{where}"

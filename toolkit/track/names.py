@@ -16,6 +16,7 @@ TAG_FINGERPRINT = "toolkit.fingerprint"  # of the config that trained it
 TAG_END = "toolkit.end"  # completed | interrupted | failed
 TAG_FAILURE = "failure_reason"  # one line: what ended the run
 TAG_CHECKPOINT = "toolkit.checkpoint"  # artifact path of the newest complete resume checkpoint
+TAG_FINAL_CHECKPOINT = "toolkit.final_checkpoint"  # artifact path of the final weights
 TAG_SWEEP = "toolkit.sweep"  # "parent" on a sweep's parent run
 TAG_SWEPT_KEYS = "toolkit.swept_keys"  # JSON list of the keys a sweep varies
 TAG_SWEEP_END = "toolkit.sweep_end"  # completed | interrupted
@@ -24,6 +25,11 @@ STALE_ON_RESUME = (TAG_FAILURE, TAG_END)  # tags a resumed run must not keep
 
 # Artifacts
 RESUME_FOLDER = "resume"  # resume checkpoints (two slots, see tracked_run)
+# The final checkpoint is stored once: inside the pyfunc model (the pyfunc's own artifact,
+# so the model stays self-contained), or under checkpoint/ when no model is logged (and in
+# runs from before the tag)
+MODEL_CHECKPOINT = "model/artifacts/checkpoint.npz"
+CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.npz"
 FIGURES_FOLDER = "figures"
 ERROR_FILE = "error.txt"
 
