@@ -5,14 +5,18 @@ MLflow creates a fresh SQLite store's schema (and runs its migrations) the first
 process opens it. Two processes doing that at the same instant corrupt it for good
 ("table _alembic_tmp_metrics already exists"), so every process opens a SQLite store
 while holding ``<db>.lock`` (a :mod:`filelock` lock): the first one creates the schema,
-the others wait a moment and find it made.
+the others wait a moment and find it made. A signal (Ctrl-C, SIGTERM) that arrives while
+the schema is being made waits until it is complete, so an interrupted start never leaves
+a half-migrated store behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sqlite3
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +25,7 @@ from pathlib import Path
 from toolkit.registry import ConfigError
 
 LOCK_TIMEOUT_S = 600.0
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -80,13 +85,34 @@ def store_lock(tracking_uri: str, only_to_create: bool = False) -> Iterator[None
     from filelock import FileLock, Timeout
 
     try:
-        with FileLock(f"{database}.lock", timeout=LOCK_TIMEOUT_S):
+        with FileLock(f"{database}.lock", timeout=LOCK_TIMEOUT_S), signals_deferred():
             yield
     except Timeout:
         raise ConfigError(
             f"MLflow store {tracking_uri}: another process held {database}.lock for "
             f"{LOCK_TIMEOUT_S:.0f} s; if none is running, delete that file"
         ) from None
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Within the block, SIGINT/SIGTERM/SIGHUP are remembered, not acted on; the first one
+    is delivered again to the previous handler when the block ends. (Only the main thread
+    receives signals; elsewhere this does nothing.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {
+        s: signal.signal(s, lambda signum, _: pending.append(signum)) for s in DEFERRED_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if pending:
+            signal.raise_signal(pending[0])
 
 
 def broken_store_message(tracking_uri: str) -> str | None:
