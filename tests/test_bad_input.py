@@ -259,6 +259,10 @@ def joblib_sweep(*overrides: str) -> list[str]:
 PRECHECK_CASES = {
     "seed not an integer": (spirals("seed=abc"), "seed must be an integer >= 0; got 'abc'"),
     "negative seed": (spirals("seed=-1"), "seed must be an integer >= 0; got -1"),
+    "multirun with --cfg": (
+        ["-m", *spirals("--cfg", "hydra")],
+        "-m and --cfg cannot be combined: Hydra does one of --multirun, --cfg",
+    ),
     "joblib n_jobs 0": (
         joblib_sweep("hydra.launcher.n_jobs=0"),
         "hydra.launcher.n_jobs must be a non-zero integer (-1: all cores); got 0 "

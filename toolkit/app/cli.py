@@ -39,6 +39,7 @@ def main() -> None:
 
     line = parse(sys.argv[1:])
     try:
+        line.check_modes()
         load_plugins(strict=not line.help)
         register_configs()
         check_group_overrides(line.overrides, line.config_dirs(CONF_DIR))

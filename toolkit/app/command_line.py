@@ -13,6 +13,8 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from toolkit.registry import ConfigError
+
 # Hydra's flags that take a value (argparse: "--flag VALUE" or "--flag=VALUE").
 _VALUE_FLAGS = {
     "-cp": "config_path",
@@ -62,6 +64,25 @@ class CommandLine:
         """Whether Hydra will run a job (not only print help, info or the config)."""
         shown = {"-c", "--cfg", "-i", "--info", "-sc", "--shell-completion"}
         return not (self.help or shown & self.flags.keys() or "config_path" in self._named())
+
+    def check_modes(self) -> None:
+        """Raise ConfigError when the line asks Hydra for two things at once (``-m`` and
+        ``--cfg job``): Hydra does one of multirun, --cfg, --info, --shell-completion."""
+        modes = [
+            names[0]
+            for names in (
+                ("-m", "--multirun"),
+                ("--cfg", "-c"),
+                ("--info", "-i"),
+                ("-sc", "--shell-completion"),
+            )
+            if set(names) & self.flags.keys()
+        ]
+        if len(modes) > 1:
+            raise ConfigError(
+                f"{' and '.join(modes)} cannot be combined: Hydra does one of --multirun, "
+                "--cfg, --info, --shell-completion (--cfg job shows one job's config)"
+            )
 
     def _named(self) -> dict[str, str | None]:
         return {_VALUE_FLAGS[f]: v for f, v in self.flags.items() if f in _VALUE_FLAGS}
