@@ -142,12 +142,9 @@ class Conv2d(Layer):
         return [(self.kernel_size, self.stride)]
 
     def infer_output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 3:
-            raise self.shape_error(
-                "conv2d expects per-sample inputs (channels, height, width)",
-                "reshape the data to (C, H, W) images (e.g. (1, 28, 28) for MNIST)",
-            )
-        channels, height, width = input_shape
+        channels, height, width = self.image_shape(
+            input_shape, "reshape the data to (C, H, W) images (e.g. (1, 28, 28) for MNIST)"
+        )
         if self.in_channels is not None and self.in_channels != channels:
             raise self.shape_error(
                 f"in_channels={self.in_channels} but the input has {channels} channels",

@@ -133,6 +133,16 @@ class Layer:
         """A one-line ConfigError naming this layer, its input shape, the problem and the fix."""
         return ConfigError(f"{self!r} with input shape {self.input_shape}: {problem}; {fix}")
 
+    def image_shape(self, input_shape: Shape, fix: str) -> tuple[int, int, int]:
+        """``input_shape`` as per-sample ``(channels, height, width)``; else a shape_error
+        with ``fix``."""
+        if len(input_shape) != 3:
+            raise self.shape_error(
+                f"{self.kind} expects per-sample inputs (channels, height, width)", fix
+            )
+        channels, height, width = input_shape
+        return channels, height, width
+
 
 class Sequential(Layer):
     """Layers applied in order; its children are named ``"0.dense"``, ``"1.relu"``, ..."""

@@ -44,12 +44,9 @@ class Pad2d(Layer):
         return f"padding={self.padding}, value={self.value:g}"
 
     def infer_output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 3:
-            raise self.shape_error(
-                "pad2d expects per-sample inputs (channels, height, width)",
-                "put it after a conv2d layer or reshape the data to (C, H, W) images",
-            )
-        c, h, w = input_shape
+        c, h, w = self.image_shape(
+            input_shape, "put it after a conv2d layer or reshape the data to (C, H, W) images"
+        )
         return (c, h + 2 * self.padding, w + 2 * self.padding)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:

@@ -57,12 +57,9 @@ class _Pool2d(Layer):
         return [(self.kernel_size, self.stride)]
 
     def infer_output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 3:
-            raise self.shape_error(
-                f"{self.kind} expects per-sample inputs (channels, height, width)",
-                "put it after a conv2d layer or reshape the data to (C, H, W) images",
-            )
-        channels, height, width = input_shape
+        channels, height, width = self.image_shape(
+            input_shape, "put it after a conv2d layer or reshape the data to (C, H, W) images"
+        )
         k = self.kernel_size
         if height < k or width < k:
             raise self.shape_error(
@@ -276,12 +273,8 @@ class GlobalAvgPool(Layer):
         return [(self.input_shape[-1], self.input_shape[-1])]
 
     def infer_output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 3:
-            raise self.shape_error(
-                "global_avgpool expects per-sample inputs (channels, height, width)",
-                "put it after a conv2d layer",
-            )
-        return (input_shape[0],)
+        channels, _, _ = self.image_shape(input_shape, "put it after a conv2d layer")
+        return (channels,)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, C, H, W) -> y (N, C)."""

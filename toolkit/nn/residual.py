@@ -100,11 +100,9 @@ class ResidualBlock(Layer):
 
     def build(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> Shape:
         self.input_shape = tuple(input_shape)
-        if len(self.input_shape) != 3:
-            raise self.shape_error(
-                f"{self.kind} expects per-sample inputs (channels, height, width)",
-                "put it after a conv2d layer or reshape the data to (C, H, W) images",
-            )
+        self.image_shape(
+            self.input_shape, "put it after a conv2d layer or reshape the data to (C, H, W) images"
+        )
         shape = self.conv1.build(self.input_shape, rng, dtype)
         if self.bn1 is not None:
             self.bn1.build(shape, rng, dtype)

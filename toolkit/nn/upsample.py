@@ -75,12 +75,7 @@ class Upsample2d(Layer):
         return f"scale={self.scale}"
 
     def infer_output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 3:
-            raise self.shape_error(
-                "upsample2d expects per-sample inputs (channels, height, width)",
-                "put an unflatten layer before it",
-            )
-        channels, height, width = input_shape
+        channels, height, width = self.image_shape(input_shape, "put an unflatten layer before it")
         return (channels, height * self.scale, width * self.scale)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
