@@ -3,6 +3,7 @@ bit-identical to an uninterrupted one.
 
     uv run python bench/signal_trials.py --trials 10            # single runs, SIGINT+SIGTERM
     uv run python bench/signal_trials.py --trials 3 --sweep     # a joblib sweep
+    uv run python bench/signal_trials.py --epochs 40 --log-model  # later phases more often
 
 Each trial starts the command in a fresh folder, sends the signal after a random delay
 (anywhere from start-up to the final artifact logging), checks that no MLflow run is left
@@ -32,10 +33,8 @@ RUN = [
     "dataset.n_per_class=1500",
     "model.activation=relu",
     "model.hidden_sizes=[16]",
-    "trainer.epochs=8",
     "trainer.batch_size=16",
     "trainer.progress=false",
-    "logger.log_model=false",
 ]
 SWEEP = ["-m", *RUN, "seed=0,1,2,3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 
@@ -108,11 +107,19 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--sweep", action="store_true", help="a joblib sweep instead of a run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=8, help="more: more signals mid-training")
+    parser.add_argument(
+        "--log-model", action="store_true", help="log the pyfunc model (a longer artifact phase)"
+    )
     args = parser.parse_args()
     # started in the background (`nohup ... &`), this process ignores SIGINT and so would
     # its children: give them the default disposition a terminal's Ctrl-C meets
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    command = SWEEP if args.sweep else RUN
+    command = [
+        *(SWEEP if args.sweep else RUN),
+        f"trainer.epochs={args.epochs}",
+        f"logger.log_model={str(args.log_model).lower()}",
+    ]
     with tempfile.TemporaryDirectory(prefix="reference-") as name:
         began = time.time()
         assert start_toolkit(command, Path(name)).wait() == 0
