@@ -384,3 +384,35 @@ def test_a_full_disk_under_the_store_keeps_the_metrics_for_the_sync_command(
     (run,) = [r for r in found if r.data.tags["toolkit.output_dir"].endswith("/out")]
     assert run.info.status == "FAILED"
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 300
+
+
+def test_a_signal_while_an_ended_run_shuts_down_changes_nothing(tmp_path, cache_dir):
+    """Ctrl-C or SIGTERM after the run has ended (the process still joining threads and
+    running exit handlers) exits with the run's own code, quietly."""
+    plugins = tmp_path / "slow_exit"
+    plugins.mkdir()
+    flag = tmp_path / "shutting-down"
+    (plugins / "slow_exit.py").write_text(
+        "import atexit, pathlib, time\n"
+        f"atexit.register(lambda: (pathlib.Path({str(flag)!r}).touch(), time.sleep(3)))\n"
+    )
+    env = {**clean_env(), "TOOLKIT_PLUGINS": str(plugins)}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        flag.unlink(missing_ok=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "toolkit", *SPIRALS, "trainer.epochs=1"],
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        deadline = time.time() + 120
+        while not flag.exists() and process.poll() is None:
+            assert time.time() < deadline, "the run never reached its exit handlers"
+            time.sleep(0.02)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr[-2000:]
+        assert "Traceback" not in stderr and "done: " in stderr
+    assert [r.info.status for r in runs(tmp_path)] == ["FINISHED", "FINISHED"]

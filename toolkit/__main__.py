@@ -2,7 +2,10 @@
 
 A signal while the toolkit is still starting (importing) ends it quietly with the shell's
 exit code (128 + the signal); nothing has been recorded yet. Once a run starts, the run
-lifecycle handles signals itself (toolkit.app.interrupts).
+lifecycle handles signals itself (toolkit.app.interrupts). Once it has ended, further
+signals are ignored while the process shuts down (joining the tracking thread, ending an
+interrupted sweep's parent run), so a late Ctrl-C cannot turn an ended run into a
+traceback.
 """
 
 import signal
@@ -22,3 +25,6 @@ if __name__ == "__main__":
         main()
     except KeyboardInterrupt:
         sys.exit(128 + signal.SIGINT)
+    finally:  # the run has ended (or says how to resume): shutting down is not interrupted
+        for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(_signum, signal.SIG_IGN)
