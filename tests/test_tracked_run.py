@@ -61,3 +61,31 @@ def test_a_foreground_start_on_a_broken_store_raises_at_once(tmp_path):
     run = TrackedRun(f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}", "study")
     with pytest.raises(ConfigError, match="missing or not writable"):
         run.start({})
+
+
+class _Run:
+    """A stand-in TrackedRun whose metric sends raise ``error``."""
+
+    run_id, tracking_uri = "0" * 32, "sqlite:///mlflow.db"
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def log_metrics(self, metrics, step=None) -> None:
+        raise self.error
+
+
+def test_a_send_cut_short_by_a_signal_is_not_a_store_failure(tmp_path):
+    """A signal while a metric is on its way must not make the run look offline (its end
+    would then be skipped and the run left RUNNING)."""
+    from toolkit.track.metrics_log import RunMetrics
+
+    interrupted = RunMetrics(_Run(KeyboardInterrupt()), tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.log({"loss": 1.0}, step=1)
+    assert interrupted.sync_hint is None
+
+    refused = RunMetrics(_Run(OSError("disk full")), tmp_path)
+    refused.log({"loss": 1.0}, step=1)
+    assert "python -m toolkit.track.sync" in refused.sync_hint
+    assert (tmp_path / "unsynced_metrics.jsonl").exists()

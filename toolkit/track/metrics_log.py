@@ -32,6 +32,7 @@ class RunMetrics(Callback):
     def __init__(self, run: TrackedRun, run_dir: Path) -> None:
         self.run, self.pending_file = run, Path(run_dir) / UNSYNCED
         self.pending: list[dict[str, Any]] = []
+        self.failed = False  # the store refused a record (not: a signal interrupted a send)
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
         self.log(logs, epoch)
@@ -44,6 +45,7 @@ class RunMetrics(Callback):
 
     def keep_end(self, status: str) -> None:
         """Record how the run ended for the sync command (the store did not take it)."""
+        self.failed = True
         self.pending.append({"run_id": self.run.run_id, "end": status})
         self._write_pending()
 
@@ -54,6 +56,7 @@ class RunMetrics(Callback):
                 self.run.log_metrics(record["metrics"], step=record["step"])
                 self.pending.pop(0)
         except Exception as err:
+            self.failed = True
             if not self.pending_file.exists():
                 print(
                     f"warning: MLflow at {self.run.tracking_uri} failed ({type(err).__name__}); "
@@ -70,8 +73,10 @@ class RunMetrics(Callback):
 
     @property
     def sync_hint(self) -> str | None:
-        """How to send what could not be sent, or None when everything arrived."""
-        if not self.pending:
+        """How to send what could not be sent, or None when everything arrived. A send cut
+        short by a signal is not a failure: it is queued on the run's thread, before the
+        run's end."""
+        if not (self.failed and self.pending):
             return None
         return (
             f"{len(self.pending)} records could not be sent to {self.run.tracking_uri}; "
