@@ -43,10 +43,17 @@ def test_the_best_epochs_running_statistics_come_back_with_its_weights():
     model = build_model(ModelSpec("cnn", (1, 8, 8), 2, hparams), seed=0)
     snapshots = Snapshots()
     stopping = EarlyStopping(monitor="val/loss", patience=2)
+    # lr 0.5: the validation loss soon gets worse, so it stops early
+    optimizer = Adam(model, lr=0.5)
     trainer = Trainer(
-        model, CrossEntropy(), Adam(model, lr=0.5), epochs=30, batch_size=32,
-        callbacks=[snapshots, stopping], progress=False,
-    )  # fmt: skip  (lr 0.5: the validation loss soon gets worse, so it stops early)
+        model,
+        CrossEntropy(),
+        optimizer,
+        epochs=30,
+        batch_size=32,
+        callbacks=[snapshots, stopping],
+        progress=False,
+    )
     trainer.fit(train, val)
     assert stopping.best_epoch < trainer.epoch  # stopped after getting worse
     best = snapshots.by_epoch[stopping.best_epoch]

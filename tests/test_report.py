@@ -530,3 +530,15 @@ def test_report_modules_import_neither_mlflow_nor_matplotlib():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_study_with_a_reference_prints_it_beside_its_table(store):
+    """A study preset's ``logger.reference`` (a parent-run tag) becomes a column of the
+    report's table, formatted like the row's own numbers, and a note naming its source."""
+    data = study(store, "pooling")
+    data.reference = {"source": "report 001", "metric": "test/acc", "values": {"max": 0.9}}
+    report = markdown(data)
+    assert "reference test/acc" in report
+    assert table_row(report, "**max**")[-1] == "**90.00%**"  # the best row is bold
+    assert table_row(report, "avg")[-1] == "–"
+    assert "reference: report 001." in report

@@ -66,6 +66,16 @@ TrainerConfig = node_from_signature(
 
 
 @dataclasses.dataclass
+class ReferenceConfig:
+    """``logger.reference``: ``values`` maps a report row's label (``scratch``,
+    ``relu,tanh``) to the published ``metric``; ``source`` says where they come from."""
+
+    source: str = ""
+    metric: str = "test/acc"
+    values: Optional[dict[str, float]] = None
+
+
+@dataclasses.dataclass
 class LoggerConfig:
     """``logger=mlflow`` (the default): track runs in MLflow. The default store is
     ./mlflow.db (what ``mlflow ui`` opens); point at a server with
@@ -79,6 +89,9 @@ class LoggerConfig:
     # upload the resume checkpoint to the run's artifacts every N epochs (0: never), so
     # trainer.resume=<run id> continues the run from any machine that reaches the store
     checkpoint_every: int = 1
+    # published results a study's report prints beside its own table (a study preset sets
+    # them); not a param of the runs
+    reference: ReferenceConfig = dataclasses.field(default_factory=lambda: ReferenceConfig())
 
 
 @dataclasses.dataclass

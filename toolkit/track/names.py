@@ -20,6 +20,7 @@ TAG_FINAL_CHECKPOINT = "toolkit.final_checkpoint"  # artifact path of the final 
 TAG_SWEEP = "toolkit.sweep"  # "parent" on a sweep's parent run
 TAG_SWEPT_KEYS = "toolkit.swept_keys"  # JSON list of the keys a sweep varies
 TAG_SWEEP_END = "toolkit.sweep_end"  # completed | interrupted
+TAG_REFERENCE = "toolkit.reference"  # JSON: published results the study report prints
 TAG_PARENT = "mlflow.parentRunId"
 STALE_ON_RESUME = (TAG_FAILURE, TAG_END)  # tags a resumed run must not keep
 

@@ -13,6 +13,7 @@ from toolkit.track.names import (
     MAX_PARAM_LENGTH,
     TAG_END,
     TAG_PARENT,
+    TAG_REFERENCE,
     TAG_SWEEP,
     TAG_SWEEP_END,
     TAG_SWEPT_KEYS,
@@ -46,15 +47,21 @@ def start_parent_run(
     overrides: list[str],
     swept_keys: list[str],
     experiment_tags: dict[str, str] | None = None,
+    reference: dict | None = None,
 ) -> tuple[str, str]:
     """Create the experiment (and the store's schema) and a RUNNING parent run, without
-    making it the active run of this process. Returns (experiment id, run id)."""
+    making it the active run of this process; ``reference`` (published results for the
+    study report) goes into a tag. Returns (experiment id, run id)."""
     experiment_id = open_experiment(tracking_uri, experiment, experiment_tags)
     client = _client(tracking_uri)
     run = client.create_run(
         experiment_id,
         run_name=f"sweep {','.join(swept_keys) or 'jobs'}",
-        tags={TAG_SWEEP: "parent", TAG_SWEPT_KEYS: json.dumps(swept_keys)},
+        tags={
+            TAG_SWEEP: "parent",
+            TAG_SWEPT_KEYS: json.dumps(swept_keys),
+            **({TAG_REFERENCE: json.dumps(reference)} if reference else {}),
+        },
     )
     params = {clean_key(f"sweep/{i}"): o[:MAX_PARAM_LENGTH] for i, o in enumerate(overrides)}
     if params:

@@ -55,6 +55,7 @@ NONE_TEXTS = frozenset({"", "None", "null", "none"})
 PROBE_PREFIX = "probe."
 TRANSFER_PREFIX = "transfer."
 AUGMENT_PREFIX = "augment."
+REFERENCE_PREFIX = "logger.reference"
 EARLY_STOPPING_PREFIX = "trainer.early_stopping."
 EARLY_STOPPING_SWITCH = "trainer.early_stopping.enabled"
 HEADLINE_PREFIXES = ("test/", "val/", "train/", "probe/")
@@ -185,6 +186,7 @@ def irrelevant_params(
         prefixes.append(TRANSFER_PREFIX)
     if params.get("choice/augment") == "none":
         prefixes.append(AUGMENT_PREFIX)
+    prefixes.append(REFERENCE_PREFIX)  # the study's published numbers, not a setting
     early_stopping = params.get(EARLY_STOPPING_SWITCH, "True")
     drop = {key for key in params if key.startswith(tuple(prefixes))} if prefixes else set()
     if early_stopping.lower() in ("false", "0"):

@@ -12,10 +12,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from toolkit.registry import ConfigError, close_matches
-from toolkit.track.names import RUN_ID
+from toolkit.track.names import RUN_ID, TAG_REFERENCE
 
 if TYPE_CHECKING:
     from toolkit.track.client import MlflowClient, Run
@@ -68,6 +68,8 @@ class StudyData:
     started: datetime  # the parent run's start (UTC)
     swept_keys: list[str]
     runs: list[ChildRun]
+    # published results to print beside the table: {source, metric, values: {label: x}}
+    reference: dict[str, Any] | None = None
 
     @property
     def config_keys(self) -> list[str]:
@@ -167,6 +169,7 @@ def collect(client: MlflowClient, parent: Run) -> StudyData:
         started=datetime.fromtimestamp(parent.info.start_time / 1000, UTC),
         swept_keys=keys,
         runs=[_child(client, run, keys, curves) for run in child_runs(client, parent)],
+        reference=json.loads(parent.data.tags.get(TAG_REFERENCE, "null")),
     )
 
 

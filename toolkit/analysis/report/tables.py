@@ -96,6 +96,9 @@ def table(study: StudyData, rows: list[ConfigRow], metric: str) -> Table:
     header += metrics[1:]
     if study.compares_curves:
         header.append(f"epochs to {TARGET_VAL_ACC:.0%} val/acc")
+    reference = study.reference or {}
+    if reference:
+        header.append(f"reference {reference.get('metric', metric)}")
     cells = []
     for row in rows:
         line = [value_label(row.config[key]) for key in study.config_keys]
@@ -108,8 +111,25 @@ def table(study: StudyData, rows: list[ConfigRow], metric: str) -> Table:
         line += [format_stat(row.stats.get(m), higher_is_better(m)) for m in metrics[1:]]
         if study.compares_curves:
             line.append(_epochs_cell(row))
+        if reference:
+            line.append(_reference_cell(reference, config_label(row.config)))
         cells.append(line)
     return Table(header, cells, [row.best for row in rows])
+
+
+def _reference_cell(reference: dict, label: str) -> str:
+    """The published value for the row named ``label``, formatted like the row's own."""
+    value = reference.get("values", {}).get(label)
+    metric = str(reference.get("metric", ""))
+    return MISSING if value is None else number(float(value), higher_is_better(metric))
+
+
+def reference_note(study: StudyData) -> str | None:
+    """Where the reference column's numbers come from."""
+    reference = study.reference
+    if not reference:
+        return None
+    return f"reference: {reference.get('source', 'published results')}."
 
 
 def _epochs_cell(row: ConfigRow) -> str:
@@ -194,7 +214,11 @@ class Sections:
 def sections(study: StudyData, rows: list[ConfigRow], metric: str) -> Sections:
     """The report's parts for ``rows`` (from
     :func:`~toolkit.analysis.report.stats.aggregate`), ranked by ``metric``."""
-    notes = [text for text in (best_sentence(rows, metric), test_note(rows, metric)) if text]
+    notes = [
+        text
+        for text in (best_sentence(rows, metric), test_note(rows, metric), reference_note(study))
+        if text
+    ]
     return Sections(
         f"Study {study.name}",
         intro(study, rows, metric),
