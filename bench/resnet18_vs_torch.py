@@ -1,9 +1,10 @@
 """Benchmark: torchvision's ResNet-18, the NumPy twin (``+model=resnet18``) vs PyTorch CPU.
 
 Same weights (torchvision's ``resnet18(weights=None)`` imported into the NumPy model),
-same random batches, same thread count (BLAS threads for NumPy via threadpoolctl,
-``torch.set_num_threads`` for PyTorch). Measured per image size (224x224, ImageNet's, and
-32x32, CIFAR's):
+same random batches, same thread count (for NumPy the engine's own threads, as the
+Trainer runs it: ``engine_threads(N)``, batch shards on N threads with one BLAS thread
+each; ``--blas`` gives N BLAS threads instead; ``torch.set_num_threads`` for PyTorch).
+Measured per image size (224x224, ImageNet's, and 32x32, CIFAR's):
 
 * forward: evaluation mode (``model.forward(x, training=False)`` / ``torch.no_grad()``);
 * training step: forward in training mode, cross-entropy, backward, SGD-momentum update
@@ -31,6 +32,10 @@ from threadpoolctl import threadpool_limits
 from toolkit.interop.named_state import from_torch_state
 from toolkit.models import ModelSpec, build_model
 from toolkit.registry import losses, optimizers
+from toolkit.train.trainer import engine_threads
+
+NUMPY_THREADS = {"engine": engine_threads, "blas": lambda n: threadpool_limits(n, "blas")}
+numpy_threads = NUMPY_THREADS["engine"]
 
 
 def timed(step, repeats: int) -> list[float]:
@@ -91,7 +96,7 @@ def measure(size: int, batch: int, repeats: int, threads: int) -> list[dict]:
     ):
         numpy_times, torch_times = [], []
         for _ in range(repeats):  # alternate: both see the same load
-            with threadpool_limits(limits=threads, user_api="blas"):
+            with numpy_threads(threads):
                 numpy_times += timed(ours, 1)
             torch_times += timed(theirs, 1)
         numpy_rate = batch / statistics.median(numpy_times)
@@ -119,7 +124,7 @@ def frozen_backbone(model, x, y, batch: int, repeats: int, threads: int, size: i
     optimizer.freeze(["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"])
     split = split_frozen(model, optimizer)
     loss = losses.build("cross_entropy")
-    with threadpool_limits(limits=threads, user_api="blas"):
+    with numpy_threads(threads):
         cached = features(split.prefix, x)
         split.rest.needs_input_grad = False
 
@@ -147,7 +152,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 32])
+    parser.add_argument("--blas", action="store_true", help="NumPy on N BLAS threads instead")
     args = parser.parse_args()
+    global numpy_threads
+    numpy_threads = NUMPY_THREADS["blas" if args.blas else "engine"]
     for size in args.sizes:
         for row in measure(size, args.batch, args.repeats, args.threads):
             print(json.dumps(row), flush=True)
