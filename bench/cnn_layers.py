@@ -101,9 +101,9 @@ def units(model: Sequential) -> list[tuple[str, list[Layer], bool]]:
     return found
 
 
-def layer_breakdown(model: Sequential, x: np.ndarray, repeats: int, gemm: float) -> None:
-    """Print each unit's forward and backward milliseconds (and GFLOP/s) on batch ``x``."""
-    plan = units(model)
+def unit_inputs_and_grads(plan, x: np.ndarray) -> tuple[list, list]:
+    """Each unit's input on batch ``x`` and the gradient of its output (one training-mode
+    forward and backward through the units of :func:`units`)."""
     inputs, h = [], x
     for _, layers, fused in plan:
         inputs.append(h)
@@ -113,6 +113,13 @@ def layer_breakdown(model: Sequential, x: np.ndarray, repeats: int, gemm: float)
         grads.append(g)
         g = layers[-1].backward(g)
     grads.reverse()
+    return inputs, grads
+
+
+def layer_breakdown(model: Sequential, x: np.ndarray, repeats: int, gemm: float) -> None:
+    """Print each unit's forward and backward milliseconds (and GFLOP/s) on batch ``x``."""
+    plan = units(model)
+    inputs, grads = unit_inputs_and_grads(plan, x)
     print(f"{'unit':<22}{'output':<16}{'fwd ms':>8}{'bwd ms':>8}{'fwd GF/s':>10}{'bwd GF/s':>10}")
     total_f = total_b = 0.0
     for (name, layers, fused), xin, dy in zip(plan, inputs, grads, strict=True):

@@ -22,7 +22,15 @@ import statistics
 import time
 
 import numpy as np
-from cnn_layers import CLASSES, INPUT_SHAPE, layer_flops, recipe_options, step_flops, units
+from cnn_layers import (
+    CLASSES,
+    INPUT_SHAPE,
+    layer_flops,
+    recipe_options,
+    step_flops,
+    unit_inputs_and_grads,
+    units,
+)
 from torch_twins import gemm_gflops
 
 
@@ -55,15 +63,7 @@ def engine(package: str):
 def unit_times(model, x, repeats):
     """[(name, layer, fwd s, bwd s)] best of ``repeats`` per unit."""
     plan = units(model)
-    inputs, h = [], x
-    for _, layers, fused in plan:
-        inputs.append(h)
-        h = layers[-1].forward_relu(h, True) if fused else layers[0].forward(h, True)
-    grads, g = [], np.ones_like(h) / h.size
-    for _, layers, _ in reversed(plan):
-        grads.append(g)
-        g = layers[-1].backward(g)
-    grads.reverse()
+    inputs, grads = unit_inputs_and_grads(plan, x)
     found = []
     for (name, layers, fused), xin, dy in zip(plan, inputs, grads, strict=True):
         last = layers[-1]
