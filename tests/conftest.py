@@ -2,11 +2,17 @@
 real MNIST is found through TOOLKIT_DATA_DIR (defaulting to ../shared/data)."""
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from toolkit.registry import load_plugins
+
+# A test run started in the background (`nohup pytest &`, some CI runners) inherits an
+# ignored SIGINT, and so would every command the tests start; the tests that press Ctrl-C
+# on a run need the default a terminal gives (a Python handler here: children get SIG_DFL).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "plugins"
