@@ -134,15 +134,20 @@ def test_the_installed_package_finds_everything_in_itself(python, workdir, env):
     ]
 
 
-def test_help_lists_groups_recipes_and_the_plugins(python, workdir, env):
-    result = subprocess.run(
-        [str(python), "-m", "toolkit", "--help"],
+def installed_toolkit(python: Path, workdir: Path, env: dict, *args: str):
+    """``python -m toolkit ARGS`` of the installed wheel, run in ``workdir``."""
+    return subprocess.run(
+        [str(python), "-m", "toolkit", *args],
         cwd=workdir,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_help_lists_groups_recipes_and_the_plugins(python, workdir, env):
+    result = installed_toolkit(python, workdir, env, "--help")
     assert result.returncode == 0, result.stderr[-3000:]
     for text in (
         "== Configuration groups",
@@ -159,27 +164,20 @@ def test_help_lists_groups_recipes_and_the_plugins(python, workdir, env):
 
 
 def test_a_training_run_from_an_empty_folder(python, workdir, env):
-    result = subprocess.run(
-        [
-            str(python),
-            "-m",
-            "toolkit",
-            "+model=mlp",
-            "dataset=spirals",
-            "model.hidden_sizes=[16]",
-            "model.activation=swish",
-            "optim=lion",
-            "optim.lr=3e-4",
-            "trainer.epochs=2",
-            "trainer.progress=false",
-            "logger.log_model=false",
-            "post_fit.figures=false",
-        ],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = installed_toolkit(
+        python,
+        workdir,
+        env,
+        "+model=mlp",
+        "dataset=spirals",
+        "model.hidden_sizes=[16]",
+        "model.activation=swish",
+        "optim=lion",
+        "optim.lr=3e-4",
+        "trainer.epochs=2",
+        "trainer.progress=false",
+        "logger.log_model=false",
+        "post_fit.figures=false",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics,) = workdir.glob("outputs/*/*/metrics.json")
