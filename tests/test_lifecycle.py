@@ -223,7 +223,12 @@ def test_a_signal_kills_the_run_which_resumes_bit_identically(
 
 def test_ctrl_c_before_the_first_epoch_ends_quietly(tmp_path, cache_dir):
     process = start(tmp_path, *LONG)
-    time.sleep(1.0)  # importing, composing or building
+    # once the toolkit's own code runs (its run folder exists: building, before epoch 1);
+    # a fixed sleep could land inside the interpreter's start-up on a busy machine
+    deadline = time.time() + 120
+    while not (tmp_path / "outputs").exists():
+        assert time.time() < deadline and process.poll() is None, "the run never started"
+        time.sleep(0.01)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]
