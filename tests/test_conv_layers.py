@@ -146,6 +146,19 @@ def test_maxpool_ties_send_the_gradient_to_the_first_maximum():
     np.testing.assert_array_equal(dx[0, 0], expected)
 
 
+@pytest.mark.parametrize(("x_shape", "k", "stride"), [((2, 3, 9, 10), 3, 2), ((1, 2, 7, 7), 2, 1)])
+def test_overlapping_maxpool_ties_route_like_torch(x_shape, k, stride):
+    """Many equal values in overlapping windows: each window's gradient goes to the
+    element PyTorch's argmax picks (the first maximum in row-major order)."""
+    x = np.random.default_rng(3).integers(0, 3, size=x_shape).astype(np.float64)
+    pool = built(MaxPool2d(k, stride), x_shape[1:])
+    y, dx, dy = forward_backward(pool, x)
+    xt = t(x, grad=True)
+    yt = F.max_pool2d(xt, k, stride)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_allclose(dx, torch_grads(yt, dy, xt)[0], **TOL)
+
+
 def test_global_avgpool_matches_torch():
     x = np.random.default_rng(0).standard_normal((3, 4, 5, 6))
     pool = built(GlobalAvgPool(), (4, 5, 6))

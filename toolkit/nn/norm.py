@@ -121,7 +121,10 @@ class BatchNorm(Layer):
         channels split over ``parallel.threads()`` shards (channels are independent, so
         the result does not depend on the split). Returns y in x's memory order."""
         channels, count = rows.shape
-        centered, y = np.empty_like(rows), np.empty_like(rows)
+        y = np.empty_like(rows)
+        # evaluation keeps no centred copy: y = x * scale + (beta - mean * scale), the
+        # fused form PyTorch's CPU kernel uses; backward centres x again if it is called
+        centered = np.empty_like(rows) if training else None
         mean = self.buffers["running_mean"].copy()
         var = self.buffers["running_var"].copy()
         gamma, beta = self.params["gamma"], self.params["beta"]
@@ -129,12 +132,16 @@ class BatchNorm(Layer):
 
         def shard(start: int, stop: int) -> None:
             part = slice(start, stop)
-            if training:
-                np.mean(rows[part], axis=1, out=mean[part])
+            if not training:
+                np.divide(1.0, np.sqrt(var[part] + self.eps), out=inv_std[part])
+                scale = gamma[part] * inv_std[part]
+                np.multiply(rows[part], scale[:, None], out=y[part])
+                y[part] += (beta[part] - mean[part] * scale)[:, None]
+                return
+            np.mean(rows[part], axis=1, out=mean[part])
             np.subtract(rows[part], mean[part, None], out=centered[part])
-            if training:
-                row_dots(centered[part], centered[part], out=var[part])
-                var[part] /= count
+            row_dots(centered[part], centered[part], out=var[part])
+            var[part] /= count
             np.divide(1.0, np.sqrt(var[part] + self.eps), out=inv_std[part])
             np.multiply(centered[part], (gamma[part] * inv_std[part])[:, None], out=y[part])
             y[part] += beta[part, None]
@@ -142,7 +149,7 @@ class BatchNorm(Layer):
         parallel.run(shard, parallel.shard_ranges(channels, min_size=2))
         if training:
             self._update_running(mean, var, count)
-        self._rows, self._centered, self._inv_std = rows, centered, inv_std
+        self._rows, self._centered, self._inv_std, self._mean = rows, centered, inv_std, mean
         self._training, self._perm = training, channel_first(x)
         return from_rows(y, x, self._perm)
 
@@ -176,9 +183,9 @@ class BatchNorm(Layer):
 
     def _backward_rows(self, dy: np.ndarray) -> np.ndarray | None:
         """:meth:`backward` on channel rows (C, M), sharded over channels."""
-        channels, count = self._centered.shape
+        channels, count = self._rows.shape
         grad_rows = np.ascontiguousarray(dy.transpose(self._perm)).reshape(channels, count)
-        centered, inv_std = self._centered, self._inv_std
+        inv_std = self._inv_std
         dbeta, dgamma = self.grads["beta"], self.grads["gamma"]
         scale = self.params["gamma"] * inv_std
         dx = np.empty_like(grad_rows) if self.needs_input_grad else None
@@ -186,8 +193,12 @@ class BatchNorm(Layer):
         def shard(start: int, stop: int) -> None:
             part = slice(start, stop)
             g = grad_rows[part]
+            if self._centered is None:  # evaluation mode: centre x again
+                centered = self._rows[part] - self._mean[part, None]
+            else:
+                centered = self._centered[part]
             np.sum(g, axis=1, out=dbeta[part])
-            row_dots(g, centered[part], out=dgamma[part])
+            row_dots(g, centered, out=dgamma[part])
             dgamma[part] *= inv_std[part]  # sum(dy * x_hat)
             if dx is None:
                 return
@@ -197,7 +208,7 @@ class BatchNorm(Layer):
             # the batch statistics depend on x too: four passes, no temporary
             # dx = scale * (dy - x_hat * sum(dy * x_hat) / M - sum(dy) / M)
             slope = inv_std[part] * dgamma[part] / count
-            np.multiply(centered[part], slope[:, None], out=dx[part])
+            np.multiply(centered, slope[:, None], out=dx[part])
             np.subtract(g, dx[part], out=dx[part])
             dx[part] -= (dbeta[part] / count)[:, None]
             dx[part] *= scale[part, None]

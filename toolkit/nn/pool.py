@@ -25,6 +25,7 @@ from toolkit.nn.activations import ReLU
 from toolkit.nn.checks import positive_int
 from toolkit.nn.layer import Layer, Shape
 from toolkit.nn.torch_layout import TorchLayout
+from toolkit.nn.window_max import window_max, window_max_grad
 from toolkit.registry import layers
 
 
@@ -99,29 +100,27 @@ class _Pool2d(Layer):
 class MaxPool2d(_Pool2d):
     """Max over k x k windows: x (N, C, H, W) -> y (N, C, H', W').
 
-    Backward sends each window's gradient to its first maximum (row-major), the element
-    recorded during forward.
+    Backward sends each window's gradient to its first maximum (row-major); the general
+    geometries (overlapping windows, odd sizes) take two 1-D passes
+    (``toolkit/nn/window_max.py``).
     """
 
     kind = "maxpool2d"
-    gradcheck_cases = [({"kernel_size": 2}, (2, 4, 4)), ({"kernel_size": 2}, (1, 5, 5))]
+    gradcheck_cases = [
+        ({"kernel_size": 2}, (2, 4, 4)),
+        ({"kernel_size": 2}, (1, 5, 5)),
+        ({"kernel_size": 3, "stride": 2}, (2, 7, 8)),
+    ]
     torch_layout = TorchLayout(module=lambda nn, pool: nn.MaxPool2d(pool.kernel_size, pool.stride))
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, C, H, W) -> y (N, C, H', W')."""
         if self._pairs:
             return self._forward_pairs(x)
-        slices = self._slices(x)
-        y = slices[0].copy()
-        # which: index of the first maximum of each window (uint8 while k*k <= 256)
-        which = np.zeros(y.shape, dtype=np.uint8 if len(slices) <= 256 else np.int32)
-        larger = np.empty(y.shape, dtype=bool)
-        for offset, view in enumerate(slices[1:], start=1):
-            np.greater(view, y, out=larger)  # strict: an equal later value does not win
-            which[larger] = offset
-            np.maximum(y, view, out=y)
-        self._which = which
-        return y
+        k, s = self.kernel_size, self.stride
+        self._x = x
+        self._row_max, self._y = window_max(x, k, s, self.output_shape[1:])
+        return self._y
 
     def can_absorb(self, layer: Layer) -> bool:
         """Whether ``self.forward(layer.forward(x))`` may run as :meth:`forward_relu`:
@@ -173,16 +172,7 @@ class MaxPool2d(_Pool2d):
         """dy (N, C, H', W') -> dx (N, C, H, W), nonzero only at each window's maximum."""
         if self._pairs:
             return self._backward_pairs(dy)
-        dx = self._input_gradient(dy.shape[0], dy.dtype)
-        overlapping = self.stride < self.kernel_size
-        chosen = np.empty(dy.shape, dtype=bool)
-        for offset, view in enumerate(self._slices(dx)):
-            np.equal(self._which, offset, out=chosen)
-            if overlapping:
-                view += dy * chosen
-            else:
-                np.multiply(dy, chosen, out=view)
-        return dx
+        return window_max_grad(self._x, self._row_max, self._y, dy, self.kernel_size, self.stride)
 
     def _backward_pairs(self, dy: np.ndarray) -> np.ndarray:
         if self._perm is None:  # batch-last
