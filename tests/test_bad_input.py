@@ -257,6 +257,11 @@ def joblib_sweep(*overrides: str) -> list[str]:
 # name -> (arguments, expected part of the error line); "{conf}" is the user's config folder,
 # "{syntax}" etc. a broken plugin folder (then in TOOLKIT_PLUGINS)
 PRECHECK_CASES = {
+    # OmegaConf fails inside its merge (an AttributeError) for a mapping into a typed null
+    "mapping into a typed null node": (
+        spirals("logger.reference.values={{relu:0.9}}"),
+        "the command-line overrides could not be applied: AttributeError",
+    ),
     "seed not an integer": (spirals("seed=abc"), "seed must be an integer >= 0; got 'abc'"),
     "negative seed": (spirals("seed=-1"), "seed must be an integer >= 0; got -1"),
     "multirun with --cfg": (

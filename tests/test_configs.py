@@ -84,6 +84,15 @@ def test_a_sweep_is_checked_with_its_first_jobs_values():
     ]
 
 
+def test_augment_steps_take_a_mapping_from_the_command_line():
+    cfg = composed("+model=cnn", "augment.steps={shift:{max_pixels:2}}")
+    assert OmegaConf.to_container(cfg.augment.steps) == {"shift": {"max_pixels": 2}}
+    assert list(composed("+model=cnn", "augment.steps=[shift,rotate]").augment.steps) == [
+        "shift",
+        "rotate",
+    ]
+
+
 def test_trainer_and_logger_nodes_are_typed():
     register_configs()
     with initialize_config_dir(str(CONF), version_base="1.3"):

@@ -56,7 +56,10 @@ def compose_checked(conf_dir: Path, config_name: str, overrides: list[str]) -> D
             if broken_yaml is not None:
                 raise ConfigError(broken_yaml) from None
             if not isinstance(err, HydraException | OmegaConfBaseException):
-                raise
+                # OmegaConf's own failures while merging an override (AttributeError...)
+                raise ConfigError(
+                    f"the command-line overrides could not be applied: {one_line(err, typed=True)}"
+                ) from None
             cause = err.__cause__ or err
             full_key = getattr(cause, "full_key", None)
             if isinstance(cause, ConfigKeyError | ConfigAttributeError) and full_key:

@@ -100,7 +100,9 @@ class AugmentConfig:
     order (null: no augmentation); ``p`` is the probability that a training sample is
     augmented."""
 
-    steps: Optional[dict[str, Any]] = None
+    # a name, a list of names or a mapping name -> hyperparameters (build_augmenter);
+    # Any, so that a mapping given on the command line merges into the null default
+    steps: Any = None
     p: float = inspect.signature(build_augmenter).parameters["p"].default
 
 
