@@ -8,7 +8,8 @@ creation is not timed) and ``trainer.progress=false``; everything else is the re
 (``toolkit/conf/model/<name>.yaml``). Wall time is the whole process (imports, dataset
 cache, training, test, figures, probe). Run it on an idle machine: on a busy one, BLAS
 threads spin and times mean little. ``--threads`` sets ``trainer.threads`` (default: the
-run decides).
+run decides). The last column is the process's peak resident memory (the default CNN's
+target: under 2 GiB).
 """
 
 from __future__ import annotations
@@ -33,19 +34,24 @@ TARGETS = {
 }
 
 
-def run(model: str, threads: int | None) -> tuple[dict[str, float], float]:
+def run(model: str, threads: int | None) -> tuple[dict[str, float], float, float]:
+    """(metrics.json, wall seconds, peak resident GiB) of the recipe's command."""
     extra, *_ = TARGETS[model]
     with tempfile.TemporaryDirectory() as folder:
         command = [sys.executable, "-m", "toolkit", f"+model={model}", *extra]
         command += ["logger=none", "trainer.progress=false", f"hydra.run.dir={folder}/out"]
         if threads is not None:
             command.append(f"trainer.threads={threads}")
+        log = Path(folder) / "stderr.txt"
         start = time.perf_counter()
-        result = subprocess.run(command, capture_output=True, text=True, cwd=folder)
+        with log.open("w") as stderr:
+            child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=folder)
+            _, status, usage = os.wait4(child.pid, 0)  # this child's own peak memory
         wall = time.perf_counter() - start
-        if result.returncode != 0:
-            raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
-        return json.loads((Path(folder) / "out" / "metrics.json").read_text()), wall
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{log.read_text()[-2000:]}")
+        metrics = json.loads((Path(folder) / "out" / "metrics.json").read_text())
+        return metrics, wall, usage.ru_maxrss / 2**20  # kB -> GiB
 
 
 def main() -> None:
@@ -54,17 +60,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}  load: {os.getloadavg()[0]:.2f}  threads: {args.threads}")
-    print(f"{'command':<36} {'metric':<15} {'value':>7} {'target':>7} {'wall s':>7} {'limit':>6}")
+    print(
+        f"{'command':<36} {'metric':<15} {'value':>7} {'target':>7} {'wall s':>7} {'limit':>6}"
+        f" {'peak GiB':>8}"
+    )
     for model in args.models.split(","):
         extra, metric, target, limit = TARGETS[model]
-        metrics, wall = run(model, args.threads)
+        metrics, wall, peak = run(model, args.threads)
         value = metrics[metric]
         ok = (target is None or value >= target) and (limit is None or wall <= limit)
         line = f"+model={model} {' '.join(extra)}"
         shown = "-" if target is None else f"{target:.3f}"
         print(
             f"{line:<36} {metric:<15} {value:>7.4f} {shown:>7} {wall:>7.1f} "
-            f"{limit or '-':>6} {'ok' if ok else 'MISSED'}"
+            f"{limit or '-':>6} {peak:>8.2f} {'ok' if ok else 'MISSED'}"
         )
 
 

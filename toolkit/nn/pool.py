@@ -4,8 +4,9 @@ Windows are ``k x k`` with stride ``s`` (default ``s = k``). Sizes follow PyTorc
 mode: ``H' = (H - k) // s + 1``, so rows/columns that do not fill a last window are
 dropped and get a zero gradient (7x7 with 2x2/2 pooling -> 3x3).
 
-The general case loops over the ``k*k`` window offsets, each offset being one strided
-slice ``x[:, :, i::s, j::s]`` of shape (N, C, H', W'). The common 2x2/stride-2 case on
+Average pooling's general case loops over the ``k*k`` window offsets, each offset being
+one strided slice ``x[:, :, i::s, j::s]`` of shape (N, C, H', W'); max pooling's takes a
+row pass and a column pass (``toolkit/nn/window_max.py``). The common 2x2/stride-2 case on
 even sizes is faster still: it pools horizontal neighbours first, viewing the image memory
 as a flat list of pairs (two 1-D strided slices), then vertical neighbours, viewing the
 result as (rows/2, 2, W') -- long inner loops instead of one short loop per image row.
