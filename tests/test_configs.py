@@ -115,7 +115,9 @@ def test_every_model_option_carries_its_recipe(model):
 
 def test_the_command_line_overrides_the_recipe():
     recipe = composed("+model=mlp", "optim=adam")
-    assert recipe.trainer.epochs == 15 and list(recipe.model.activation) == ["relu", "relu"]
+    assert recipe.trainer.epochs == 20 and list(recipe.model.activation) == ["relu", "relu"]
+    assert recipe.augment.images_only and "shift" in recipe.augment.steps
+    assert composed("+model=mlp", "augment=none").augment.steps is None
     cfg = composed("+model=mlp", "optim=adam", "trainer.epochs=2", "schedule=step")
     assert cfg.trainer.epochs == 2 and cfg.schedule.name == "step"
     assert cfg.model.dropout == recipe.model.dropout  # what was not overridden stays
@@ -135,6 +137,8 @@ def test_study_presets_win_over_the_model_recipe():
     pooling = composed("+experiment=pooling")
     assert list(pooling.model.channels) == [16, 32] and pooling.model.batchnorm is False
     assert pooling.trainer.epochs == 5 and pooling.model.dropout == 0.25
+    for study in ("optimizers", "activation_pairs", "xor"):  # the MLP recipe's shifts
+        assert composed(f"+experiment={study}").augment.steps is None
     flow = composed("+experiment=gradient_flow")
     assert flow.schedule.name == "constant" and flow.trainer.epochs == 1
 

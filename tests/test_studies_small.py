@@ -92,3 +92,14 @@ def test_a_frozen_pretrained_backbone_beats_training_from_scratch(tmp_path, cach
         for arm in ("scratch", "finetune", "frozen")
     }
     assert accuracy["frozen"] > accuracy["scratch"], accuracy
+
+
+@requires_mnist
+def test_the_mlp_recipes_shifts_apply_to_images_and_step_aside_for_spirals(capsys):
+    """augment=shift1 (images_only): MNIST batches are shifted; spirals train unaugmented
+    with a line saying so (augment=light on spirals is refused: tests/test_bad_input.py)."""
+    images = build_preset("+model=mlp", "dataset.subset=200", "trainer.epochs=1")
+    assert images.trainer.augment is not None
+    points = build_preset("+model=mlp", "dataset=spirals", "trainer.epochs=1")
+    assert points.trainer.augment is None
+    assert "augment: not applied, dataset=spirals has no images" in capsys.readouterr().err

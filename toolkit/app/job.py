@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from toolkit.analysis.latent_probe import ProbeSettings, encoder_of
 from toolkit.app.config_keys import augmenter_from, build_from, config_key
+from toolkit.app.console import say
 from toolkit.app.transfer import start_from, transfer_settings
 from toolkit.app.validate import validate_config
 from toolkit.data import ArrayData, Augmenter, Dataset, Splits, split_dataset
@@ -184,7 +185,11 @@ def build_job(
         keys=SCHEDULE_INPUTS,
         **schedule_kwargs,
     )
-    augmenter = augmenter_from(OmegaConf.to_container(cfg.augment, resolve=True))
+    augment = OmegaConf.to_container(cfg.augment, resolve=True)
+    augmenter = augmenter_from(augment)
+    if augmenter is not None and len(dataset.sample_shape) != 3 and augment["images_only"]:
+        say(f"augment: not applied, dataset={dataset_name} has no images (images_only)")
+        augmenter = None
     if augmenter is not None and len(dataset.sample_shape) != 3:
         raise ConfigError(
             f"augment steps need images (C, H, W) but dataset={dataset_name} has samples of "

@@ -98,12 +98,14 @@ class LoggerConfig:
 class AugmentConfig:
     """``augment``: ``steps`` maps augmentation names to their hyperparameters, applied in
     order (null: no augmentation); ``p`` is the probability that a training sample is
-    augmented."""
+    augmented; ``images_only`` lets data without images train unaugmented (a model
+    recipe's augmentation) instead of being refused."""
 
     # a name, a list of names or a mapping name -> hyperparameters (build_augmenter);
     # Any, so that a mapping given on the command line merges into the null default
     steps: Any = None
     p: float = inspect.signature(build_augmenter).parameters["p"].default
+    images_only: bool = False
 
 
 @dataclasses.dataclass
@@ -141,6 +143,8 @@ NODES: dict[tuple[str, str], Any] = {
     ("split", "val25"): split_preset(0.75, 0.25, 0.0),
     ("augment", "none"): AugmentConfig,
     # small random shifts and rotations, per training batch (vectorised NumPy, seeded)
+    # the MLP recipe's: shifts of up to 1 pixel, where the data are images
+    ("augment", "shift1"): AugmentConfig(steps={"shift": {"max_pixels": 1}}, images_only=True),
     ("augment", "light"): AugmentConfig(
         steps={"shift": {"max_pixels": 2}, "rotate": {"max_degrees": 10}}
     ),
