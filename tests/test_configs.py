@@ -137,7 +137,7 @@ def test_study_presets_win_over_the_model_recipe():
     pooling = composed("+experiment=pooling")
     assert list(pooling.model.channels) == [16, 32] and pooling.model.batchnorm is False
     assert pooling.trainer.epochs == 5 and pooling.model.dropout == 0.25
-    for study in ("optimizers", "activation_pairs", "xor"):  # the MLP recipe's shifts
+    for study in ("optimizers", "activation_pairs", "xor", "pooling", "transfer"):  # no shifts
         assert composed(f"+experiment={study}").augment.steps is None
     flow = composed("+experiment=gradient_flow")
     assert flow.schedule.name == "constant" and flow.trainer.epochs == 1
