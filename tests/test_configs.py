@@ -85,12 +85,16 @@ def test_a_sweep_is_checked_with_its_first_jobs_values():
 
 
 def test_augment_steps_take_a_mapping_from_the_command_line():
-    cfg = composed("+model=cnn", "augment.steps={shift:{max_pixels:2}}")
+    cfg = composed("+model=cnn_single", "augment.steps={shift:{max_pixels:2}}")
     assert OmegaConf.to_container(cfg.augment.steps) == {"shift": {"max_pixels": 2}}
-    assert list(composed("+model=cnn", "augment.steps=[shift,rotate]").augment.steps) == [
-        "shift",
-        "rotate",
-    ]
+    names = composed("+model=cnn_single", "augment.steps=[shift,rotate]").augment.steps
+    assert list(names) == ["shift", "rotate"]
+    # over a recipe's shifts, a mapping merges: the recipe's step stays, with new values
+    cfg = composed("+model=cnn", "augment.steps={shift:{max_pixels:2},rotate:null}")
+    assert OmegaConf.to_container(cfg.augment.steps) == {
+        "shift": {"max_pixels": 2},
+        "rotate": None,
+    }
 
 
 def test_trainer_and_logger_nodes_are_typed():
