@@ -157,8 +157,9 @@ def blas_probe(tmp_path):
     [
         ("basic", "sqlite"),  # a store used before
         ("joblib", "sqlite"),  # a fresh store: created once, before the parallel jobs
-        ("joblib", "server"),
-        pytest.param("basic", "server", marks=pytest.mark.slow),  # ~45 s, nothing new
+        # ~45 s each; joblib through a server is also covered by test_postgres_tracking
+        pytest.param("joblib", "server", marks=pytest.mark.slow),
+        pytest.param("basic", "server", marks=pytest.mark.slow),
     ],
 )
 def test_grid_sweep_records_a_parent_and_a_finished_child_per_job(
