@@ -107,7 +107,7 @@ def conv_forward(
         part = slice(h0 * w * n, h1 * w * n)
         np.matmul(weights, cols[:, part], out=y[:, part])
 
-    parallel.run(shard, parallel.shard_ranges(h, min_size=2))
+    parallel.run(shard, parallel.shard_ranges(h, min_size=2, macs=weights.size * h * w * n))
     return y.reshape(-1, h, w, n)
 
 
@@ -129,7 +129,7 @@ def conv_backward(
     c, h, w, n = shape
     line = w * n
     g = to_batch_last(dy, dtype=cols.dtype).reshape(dy.shape[1], -1)  # (F, H*W*N)
-    ranges = parallel.shard_ranges(h, min_size=2)
+    ranges = parallel.shard_ranges(h, min_size=2, macs=cols.shape[0] * g.size)
     taps = None if dcols is None else dcols.reshape(c, k, k, h, w, n)
 
     def gemms(h0: int, h1: int) -> np.ndarray:

@@ -11,10 +11,6 @@ from toolkit.nn.layer import Layer, Shape
 from toolkit.nn.torch_layout import TorchLayout
 from toolkit.registry import layers
 
-#: multiply-adds (batch x in x out) below which a dense layer stays on one thread (the
-#: MLP's 64 x 784 x 128 = 6.4M: its 2-thread step was 1.71 ms sharded, 1.38 ms not)
-SHARD_MIN_MACS = 1 << 23
-
 
 @layers.register("dense")
 class Dense(Layer):
@@ -65,10 +61,8 @@ class Dense(Layer):
 
     def _shards(self, n: int) -> list[tuple[int, int]]:
         """Row shards of the batch for ``parallel.threads()`` threads: one when the GEMM
-        is too small for a second thread to pay for its start-up (~40 us)."""
-        if n * self.params["W"].size < SHARD_MIN_MACS:
-            return [(0, n)]
-        return parallel.shard_ranges(n, min_size=8)
+        is too small for a second thread to pay (``parallel.MIN_SHARD_MACS``)."""
+        return parallel.shard_ranges(n, min_size=8, macs=n * self.params["W"].size)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, in_features) -> y (N, units); rows of y computed on ``parallel`` shards."""

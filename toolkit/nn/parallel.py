@@ -71,9 +71,19 @@ def using_threads(count: int | None) -> Iterator[int]:
         set_threads(previous)
 
 
-def shard_ranges(size: int, min_size: int = 1) -> list[tuple[int, int]]:
+#: multiply-adds below which a GEMM layer stays on one thread: waking a second thread
+#: and sharing the memory bus cost more than half of such a GEMM saves (at batch 64 the
+#: MLP's 784 x 128 dense layer, 6.4M, and the CNN's 1 -> 16 conv, 8.0M, ran slower on two)
+MIN_SHARD_MACS = 1 << 23
+
+
+def shard_ranges(size: int, min_size: int = 1, macs: int | None = None) -> list[tuple[int, int]]:
     """``threads()`` contiguous (start, stop) ranges covering ``range(size)``, fewer when
-    a shard would hold less than ``min_size`` items; sizes differ by at most one."""
+    a shard would hold less than ``min_size`` items, one when the work's ``macs``
+    (multiply-adds, if given) are below :data:`MIN_SHARD_MACS`; sizes differ by at most
+    one."""
+    if macs is not None and macs < MIN_SHARD_MACS:
+        return [(0, size)]
     count = max(1, min(_threads, size // max(min_size, 1)))
     bounds = [size * i // count for i in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:], strict=True))
