@@ -142,9 +142,9 @@ NODES: dict[tuple[str, str], Any] = {
     # the dataset's own test set, its training set split 75/25 into train/validation
     ("split", "val25"): split_preset(0.75, 0.25, 0.0),
     ("augment", "none"): AugmentConfig,
-    # small random shifts and rotations, per training batch (vectorised NumPy, seeded)
-    # the MLP recipe's: shifts of up to 1 pixel, where the data are images
+    # the MLP and CNN recipes': shifts of up to 1 pixel, where the data are images
     ("augment", "shift1"): AugmentConfig(steps={"shift": {"max_pixels": 1}}, images_only=True),
+    # small random shifts and rotations, per training batch (vectorised NumPy, seeded)
     ("augment", "light"): AugmentConfig(
         steps={"shift": {"max_pixels": 2}, "rotate": {"max_degrees": 10}}
     ),
