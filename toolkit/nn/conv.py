@@ -219,13 +219,13 @@ class Conv2d(Layer):
         """Stride 1 with "same" padding: im2col/col2im by flat shifts."""
         return self.stride == 1 and 2 * self.pad == self.kernel_size - 1
 
-    def _shards(self, n: int) -> list[tuple[int, list[tuple[int, int]]]]:
+    def _shards(self, n: int) -> list[tuple[int, int]]:
         """The batch dealt to ``parallel.threads()`` shards of contiguous samples, as
-        [(shard, [(start, stop)])]. (Cache-sized chunks of samples within a shard were
-        measured slower: smaller GEMMs, and an im2col recomputed or a col2im per chunk.)"""
+        (start, stop). (Cache-sized chunks of samples within a shard were measured
+        slower: smaller GEMMs, and an im2col recomputed or a col2im per chunk.)"""
         ranges = parallel.shard_ranges(n, min_size=4)
         self._chunk = max(stop - start for start, stop in ranges)
-        return [(i, [span]) for i, span in enumerate(ranges)]
+        return ranges
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, C, H, W) -> y (N, F, H', W'), a view of batch-last (stride-1 "same") or
@@ -247,18 +247,16 @@ class Conv2d(Layer):
         by_channel = x.transpose(1, 0, 2, 3)  # (C, N, H, W), a view
         weights = self._weight_matrix()
         y = np.empty((self.out_channels, n, out_h, out_w), dtype=cols.dtype)
-        plan = self._shards(n)
+        ranges = self._shards(n)
 
-        def shard(index: int, _: int) -> None:
-            shard_id, chunks = plan[index]
-            for start, stop in chunks:
-                patches = cols[: c * k * k, start:stop].reshape(c, k, k, stop - start, out_h, out_w)
-                padded = self._padded_scratch(shard_id) if self.pad else None
-                im2col_windows(by_channel[:, start:stop], patches, padded, s, p)
-                out = y[:, start:stop].reshape(self.out_channels, -1)
-                np.matmul(weights, cols[:, start:stop].reshape(rows, -1), out=out)
+        def shard(start: int, stop: int) -> None:
+            patches = cols[: c * k * k, start:stop].reshape(c, k, k, stop - start, out_h, out_w)
+            padded = self._padded_scratch(ranges.index((start, stop))) if p else None
+            im2col_windows(by_channel[:, start:stop], patches, padded, s, p)
+            out = y[:, start:stop].reshape(self.out_channels, -1)
+            np.matmul(weights, cols[:, start:stop].reshape(rows, -1), out=out)
 
-        parallel.run(shard, [(i, i + 1) for i in range(len(plan))])
+        parallel.run(shard, ranges)
         return y.transpose(1, 0, 2, 3)
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
@@ -277,20 +275,17 @@ class Conv2d(Layer):
         needs_dx = self.needs_input_grad  # the first layer of a model skips dL/d(data)
         dx = np.empty((c, n, *self.input_shape[1:]), dy.dtype) if needs_dx else None
         w_t = self.params["W"].reshape(f, taps).T
-        plan = self._shards(n)
 
-        def shard(index: int, _: int) -> np.ndarray:
-            chunks = plan[index][1]
-            first, last = chunks[0][0], chunks[-1][1]
-            cols = self._cols[:, first:last].reshape(rows, -1)
-            grad = cols @ dy[:, first:last].reshape(f, -1).T  # (rows, F): the faster order
-            for start, stop in chunks if dx is not None else ():
+        def shard(start: int, stop: int) -> np.ndarray:
+            cols = self._cols[:, start:stop].reshape(rows, -1)
+            grad = cols @ dy[:, start:stop].reshape(f, -1).T  # (rows, F): the faster order
+            if dx is not None:
                 dcols = w_t @ dy[:, start:stop].reshape(f, -1)
                 dcols = dcols.reshape(c, k, k, stop - start, *self.output_shape[1:])
                 col2im_clipped(dcols, self.stride, self.pad, out=dx[:, start:stop])
             return grad
 
-        partial = parallel.run(shard, [(i, i + 1) for i in range(len(plan))])
+        partial = parallel.run(shard, self._shards(n))
         grad = partial[0]
         for more in partial[1:]:  # fixed order: the same sums for the same thread count
             grad += more
