@@ -307,6 +307,7 @@ def half_migrated_store(path: Path) -> None:
     engine.dispose()
 
 
+@pytest.mark.slow  # ~40 s; test_store_signals.py covers the schema's creation under signals
 def test_a_half_migrated_store_is_named_and_repaired(tmp_path, cache_dir):
     half_migrated_store(tmp_path / "mlflow.db")
     broken = toolkit(*SPIRALS, "trainer.epochs=1", cwd=tmp_path)
@@ -364,6 +365,7 @@ def test_a_full_disk_for_the_run_folder_fails_the_run_in_one_line(tmp_path, tiny
     assert run.info.status == "FAILED"
 
 
+@pytest.mark.slow  # ~60 s (300 epochs to fill the store); the run-folder case runs in CI
 def test_a_full_disk_under_the_store_keeps_the_metrics_for_the_sync_command(
     tmp_path, tiny_disk, cache_dir
 ):

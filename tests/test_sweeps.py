@@ -156,8 +156,9 @@ def blas_probe(tmp_path):
     "launcher,store",
     [
         ("basic", "sqlite"),  # a store used before
-        ("joblib", "sqlite"),  # a fresh store: created once, before the parallel jobs
-        # ~45 s each; joblib through a server is also covered by test_postgres_tracking
+        # ~45 s each: joblib sweeps also run in test_postgres_tracking (through a server)
+        # and runs racing for a fresh store in test_lifecycle
+        pytest.param("joblib", "sqlite", marks=pytest.mark.slow),  # a fresh store, made once
         pytest.param("joblib", "server", marks=pytest.mark.slow),
         pytest.param("basic", "server", marks=pytest.mark.slow),
     ],
