@@ -143,9 +143,7 @@ def conv_backward(
         return grad
 
     partial = parallel.run(gemms, ranges)
-    grad = partial[0]
-    for more in partial[1:]:  # fixed order: the same sums for the same thread count
-        grad += more
+    grad = parallel.sum_in_order(partial)
     if taps is None:
         return grad, None
     dx = np.empty(shape, dtype=cols.dtype)

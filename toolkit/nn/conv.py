@@ -25,14 +25,9 @@ the input positions it read. Both loop over the ``k*k`` offsets, never over pixe
 * any other geometry: im2col copies strided slices of a zero-padded input (a sliding-
   window view); col2im adds strided slices clipped to the unpadded input.
 
-Layout: the stride-1 "same" case works batch-last: ``cols`` (columns ordered (h, w, n)),
-the GEMM output and dx live in (C, H, W, N) memory and ``forward``/``backward`` return
-NCHW-shaped *views* of it (see ``toolkit/nn/batch_last.py``: it makes the 2x2 max-pool's
-passes contiguous). Other geometries work channel-major, in (C, N, H, W) memory
-(``transpose(1, 0, 2, 3)`` views). Element-wise layers keep either layout (NumPy allocates
-results in the input's memory order), batch norm, pooling and the next convolution use
-them without copies; a flatten views batch-last memory as an F-ordered (N, C*H*W) matrix
-(the dense layer's GEMMs read it transposed) and copies channel-major memory.
+Layout: the stride-1 "same" case works batch-last, in (C, H, W, N) memory, and returns
+NCHW-shaped views of it (``toolkit/nn/batch_last.py`` says why and which layers keep it);
+other geometries work channel-major, in (C, N, H, W) memory (``transpose(1, 0, 2, 3)``).
 
 Output size: ``H' = (H + 2p - k) / s + 1`` must be a whole number unless ``floor_mode``
 (PyTorch's behaviour: the last rows/columns that do not fit a full stride are dropped).
@@ -189,9 +184,8 @@ class Conv2d(Layer):
         return np.concatenate([weights, self.params["b"][:, None]], axis=1)
 
     def _scratch(self, batch: int) -> np.ndarray:
-        """The ``cols`` buffer (C*k*k [+1], N, H', W') for ``batch`` samples (batch-last:
-        (C*k*k [+1], H'*W'*N)), reused across calls (its last row of ones multiplies the
-        bias)."""
+        """The reused ``cols`` buffer (C*k*k [+1], N, H', W') for ``batch`` samples
+        (batch-last: (C*k*k [+1], H'*W'*N)); its last row of ones multiplies the bias."""
         c = self.input_shape[0]
         _, out_h, out_w = self.output_shape
         shape = (c * self.kernel_size**2 + self.bias, batch, out_h, out_w)
@@ -220,20 +214,16 @@ class Conv2d(Layer):
         return self.stride == 1 and 2 * self.pad == self.kernel_size - 1
 
     def _shards(self, n: int) -> list[tuple[int, int]]:
-        """The batch dealt to ``parallel.threads()`` shards of contiguous samples, as
-        (start, stop). (Cache-sized chunks of samples within a shard were measured
-        slower: smaller GEMMs, and an im2col recomputed or a col2im per chunk.)"""
+        """The batch as ``parallel.threads()`` (start, stop) shards of samples (smaller,
+        cache-sized chunks were measured slower)."""
         ranges = parallel.shard_ranges(n, min_size=4)
         self._chunk = max(stop - start for start, stop in ranges)
         return ranges
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, C, H, W) -> y (N, F, H', W'), a view of batch-last (stride-1 "same") or
-        channel-major memory.
-
-        The work is split into ``parallel.threads()`` shards (of output rows batch-last,
-        else of samples), each with its own im2col columns and GEMM on its own thread;
-        every output element is the same dot product whatever the split.
+        channel-major memory. Shards (output rows batch-last, else samples) each run their
+        own im2col and GEMM; every output element is the same dot product whatever the split.
         """
         if self._shifts:
             cols, weights = self._scratch(x.shape[0]), self._weight_matrix()
@@ -285,14 +275,15 @@ class Conv2d(Layer):
                 col2im_clipped(dcols, self.stride, self.pad, out=dx[:, start:stop])
             return grad
 
-        partial = parallel.run(shard, self._shards(n))
-        grad = partial[0]
-        for more in partial[1:]:  # fixed order: the same sums for the same thread count
-            grad += more
+        self._store_grads(parallel.sum_in_order(parallel.run(shard, self._shards(n))))
+        return None if dx is None else dx.transpose(1, 0, 2, 3)
+
+    def _store_grads(self, grad: np.ndarray) -> None:
+        """grads["W"] (and ["b"]) from grad (C*k*k [+1], F) = cols @ dy^T."""
+        taps = grad.shape[0] - self.bias
         self.grads["W"][...] = grad[:taps].T.reshape(self.grads["W"].shape)
         if self.bias:
             self.grads["b"][...] = grad[taps]
-        return None if dx is None else dx.transpose(1, 0, 2, 3)
 
     def _backward_batch_last(self, dy: np.ndarray) -> np.ndarray | None:
         """:meth:`backward` of the stride-1 "same" case (``batch_last.conv_backward``);
@@ -305,7 +296,5 @@ class Conv2d(Layer):
             dcols = batch_last.scratch(self._workspace, "dcols", (taps, cols.shape[1]), cols.dtype)
         shape = (c, h, w, dy.shape[0])
         grad, dx = batch_last.conv_backward(dy, cols, w_t, dcols, shape, self.pad, k)
-        self.grads["W"][...] = grad[:taps].T.reshape(self.grads["W"].shape)
-        if self.bias:
-            self.grads["b"][...] = grad[taps]
+        self._store_grads(grad)
         return None if dx is None else dx.transpose(batch_last.FROM_LAST)

@@ -98,13 +98,9 @@ class Dense(Layer):
             return x[start:stop].T @ dy[start:stop], part_b
 
         parts = parallel.run(shard, ranges)
-        np.copyto(self.grads["W"], parts[0][0])
-        for part_w, _ in parts[1:]:  # fixed order: the same sums for the same thread count
-            self.grads["W"] += part_w
+        parallel.sum_in_order([w for w, _ in parts], out=self.grads["W"])
         if self.bias:
-            np.copyto(self.grads["b"], parts[0][1])
-            for _, part_b in parts[1:]:
-                self.grads["b"] += part_b
+            parallel.sum_in_order([b for _, b in parts], out=self.grads["b"])
         return dx
 
     def extra_repr(self) -> str:

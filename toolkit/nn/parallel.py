@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import numpy as np
+
 from toolkit.nn import memory
 
 T = TypeVar("T")
@@ -87,6 +89,18 @@ def shard_ranges(size: int, min_size: int = 1, macs: int | None = None) -> list[
     count = max(1, min(_threads, size // max(min_size, 1)))
     bounds = [size * i // count for i in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def sum_in_order(parts: list[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+    """The sum of the shards' partial results, added in shard order (the same bits for
+    the same thread count), into ``out`` when given, else into ``parts[0]``."""
+    total = parts[0]
+    if out is not None:
+        np.copyto(out, total)
+        total = out
+    for part in parts[1:]:
+        total += part
+    return total
 
 
 def run(task: Callable[[int, int], T], ranges: list[tuple[int, int]]) -> list[T]:
