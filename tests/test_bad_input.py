@@ -257,6 +257,10 @@ def joblib_sweep(*overrides: str) -> list[str]:
 # name -> (arguments, expected part of the error line); "{conf}" is the user's config folder,
 # "{syntax}" etc. a broken plugin folder (then in TOOLKIT_PLUGINS)
 PRECHECK_CASES = {
+    "mapping with a key its typed node lacks": (
+        spirals("logger.reference={{source:x,values:{{a:0.5}}}}"),
+        "logger.reference.values.a is not a config key",
+    ),
     # OmegaConf fails inside its merge (an AttributeError) for a mapping into a typed null
     "mapping into a typed null node": (
         spirals("logger.reference.values={{relu:0.9}}"),

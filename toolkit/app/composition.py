@@ -70,9 +70,10 @@ def compose_checked(conf_dir: Path, config_name: str, overrides: list[str]) -> D
 
 
 def _sets(override: str, key: str) -> bool:
-    """Whether ``override`` sets ``key`` or a key below it."""
+    """Whether ``override`` sets ``key``, a key below it or a node above it (a mapping
+    such as ``logger.reference={...}`` sets ``logger.reference.values.a``)."""
     target = override.lstrip("+~").partition("=")[0]
-    return target == key or target.startswith(f"{key}.")
+    return target == key or target.startswith(f"{key}.") or key.startswith(f"{target}.")
 
 
 def unknown_key_message(cfg: DictConfig, full_key: str) -> str:

@@ -187,14 +187,14 @@ def build_job(
     )
     augment = OmegaConf.to_container(cfg.augment, resolve=True)
     augmenter = augmenter_from(augment)
-    if augmenter is not None and len(dataset.sample_shape) != 3 and augment["images_only"]:
+    if augmenter is not None and len(dataset.sample_shape) != 3:
+        if not augment["images_only"]:
+            raise ConfigError(
+                f"augment steps need images (C, H, W) but dataset={dataset_name} has samples "
+                f"of shape {dataset.sample_shape}; use augment=none"
+            )
         say(f"augment: not applied, dataset={dataset_name} has no images (images_only)")
         augmenter = None
-    if augmenter is not None and len(dataset.sample_shape) != 3:
-        raise ConfigError(
-            f"augment steps need images (C, H, W) but dataset={dataset_name} has samples of "
-            f"shape {dataset.sample_shape}; use augment=none"
-        )
     stopping = OmegaConf.to_container(cfg.trainer.early_stopping, resolve=True)
     all_callbacks = list(callbacks or [])
     if stopping.pop("enabled"):

@@ -160,15 +160,15 @@ class SweepCallback(Callback):
             found = None
             if config.trainer.resume:
                 found = reuse_parent_run(info.tracking_uri, info.study, info.swept_keys)
-            reference = config.logger.reference
-            reference = reference if reference.get("values") else None
+            reference = config.logger.reference  # published results: only with values
+            published = OmegaConf.to_container(reference) if reference.get("values") else None
             info.experiment_id, info.parent_run_id = found or start_parent_run(
                 info.tracking_uri,
                 info.study,
                 overrides,
                 info.swept_keys,
                 experiment_tags(),
-                OmegaConf.to_container(reference) if reference else None,
+                published,
             )
             show_study_view(info)
         info.save(sweep_dir)
