@@ -236,6 +236,29 @@ def test_ctrl_c_before_the_first_epoch_ends_quietly(tmp_path, cache_dir):
     assert all(r.info.status in ("KILLED", "FINISHED") for r in runs(tmp_path))
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_whose_exception_library_code_swallowed_still_stops_the_run(tmp_path, signum):
+    # a plugin stands in for library code that loses the exception a signal raised in it
+    # (a Ctrl-C landing in Hydra's writing of config.yaml was seen to vanish that way)
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "swallows.py").write_text(
+        "import os, signal, time\n"
+        "try:\n"
+        f"    os.kill(os.getpid(), {int(signum)})\n"
+        "    time.sleep(5)\n"
+        "except BaseException:\n"
+        "    pass\n"
+    )
+    env = {**clean_env(), "TOOLKIT_PLUGINS": str(plugins)}
+    stopped = toolkit(*SPIRALS, "trainer.epochs=50", cwd=tmp_path, env=env)
+    assert stopped.returncode == 128 + signum, stopped.stderr[-2000:]
+    line = assert_one_error_line(stopped.stderr)
+    assert f"interrupted by {signal.Signals(signum).name}" in line
+    assert "epoch 1/" not in stopped.stderr  # stopped before training, not after it
+    assert all(r.info.status == "KILLED" for r in runs(tmp_path))
+
+
 def test_a_resume_with_another_config_is_refused_naming_the_keys(tmp_path, uninterrupted):
     before = runs(tmp_path)
     other = [a for a in LONG if not a.startswith("trainer.epochs")]

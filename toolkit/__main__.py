@@ -11,15 +11,29 @@ traceback.
 import signal
 import sys
 
+_received: list[int] = []  # becomes toolkit.app.interrupts.received once that is imported
+
 
 def _quit(signum: int, frame) -> None:
+    _received.append(signum)
     sys.exit(128 + signum)
 
 
+def _ctrl_c(signum: int, frame) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored
+        signal.signal(signal.SIGINT, _ctrl_c)
     for _signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(_signum, _quit)
     try:
+        from toolkit.app import interrupts
+
+        _received.extend(interrupts.received)
+        interrupts.received = _received
         from toolkit.app.cli import main
 
         main()

@@ -16,7 +16,13 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from toolkit.app import console
-from toolkit.app.interrupts import Interrupted, as_interrupted, signals_raise
+from toolkit.app.interrupts import (
+    Interrupted,
+    as_interrupted,
+    handled,
+    raise_if_received,
+    signals_raise,
+)
 from toolkit.app.job import Job, build_job
 from toolkit.app.outputs import raw_input_example, write_outputs
 from toolkit.app.policy import RunContext
@@ -44,6 +50,7 @@ def run_lifecycle(cfg: DictConfig, ctx: RunContext, policy, background: bool = F
     with signals_raise():
         try:
             try:  # 1. build and validate everything; 2. open tracking
+                raise_if_received()  # while Hydra set the job up
                 finished = previous_result(cfg, ctx)
                 if finished is not None:
                     return policy.skipped(finished, ctx, objective)
@@ -59,6 +66,7 @@ def run_lifecycle(cfg: DictConfig, ctx: RunContext, policy, background: bool = F
                 console.say(f"resuming from {checkpoint} after epoch {job.trainer.epoch}")
             show_model(job)
             fit(job, recorder, ctx, cfg)  # 3.
+            raise_if_received()
             metrics = evaluate_job(job)  # 4.
             steps = run_steps(FitResult(job, metrics), **settings)  # 5.
             metrics.update(steps.metrics)
@@ -74,6 +82,7 @@ def run_lifecycle(cfg: DictConfig, ctx: RunContext, policy, background: bool = F
             if recorder.sync_hint:
                 raise TrackingLost("the tracking store stopped taking the run's records")
         except (KeyboardInterrupt, Interrupted) as err:
+            handled()
             return policy.interrupted(as_interrupted(err), ctx, recorder)
         except Exception as err:
             return policy.failed(err, ctx, recorder)
@@ -146,6 +155,14 @@ class ResumeArtifacts(Callback):
             self.recorder.log_checkpoint(self.path)
 
 
+class StopOnSignal(Callback):
+    """After each epoch (logged and checkpointed): stop for a signal that was received but
+    whose exception never reached the run (see :mod:`toolkit.app.interrupts`)."""
+
+    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
+        raise_if_received()
+
+
 def fit(job: Job, recorder: Recorder, ctx: RunContext, cfg: DictConfig) -> None:
     """Train (from where a resumed checkpoint left off), logging each epoch before its
     checkpoint is written: a kill in between never loses an epoch's metrics."""
@@ -159,6 +176,7 @@ def fit(job: Job, recorder: Recorder, ctx: RunContext, cfg: DictConfig) -> None:
         console.EpochLog(file_only=job.trainer.progress),
         EpochCheckpoint(path, meta),
         ResumeArtifacts(recorder, path, int(cfg.logger.get("checkpoint_every", 1) or 0)),
+        StopOnSignal(),
     ]
     job.trainer.fit(job.fit_splits.train, job.fit_splits.val)
 
