@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from toolkit.nn import parallel
 from toolkit.nn.dense import Dense
 from toolkit.nn.layer import Sequential
 from toolkit.registry import ConfigError, optimizers, schedules
@@ -34,6 +35,35 @@ def tiny_model() -> Sequential:
     model = Sequential([Dense(3), Dense(2)])
     model.build((4,), np.random.default_rng(0), np.dtype("float64"))
     return model
+
+
+@pytest.mark.parametrize("name,kwargs", [(name, kwargs) for name, kwargs, _, _ in CASES])
+def test_a_step_split_over_threads_is_bit_identical_to_one_pass(name, kwargs):
+    # a 600 x 1024 layer is over two shards of parallel.MIN_SHARD_ELEMENTS, so with two
+    # threads its elements are split between them (and the small bias is not)
+    def trained(threads: int | None) -> list[np.ndarray]:
+        model = Sequential([Dense(1024), Dense(3)])
+        model.build((600,), np.random.default_rng(0), np.dtype("float32"))
+        optimizer = optimizers.build(name, model, **kwargs)
+        grads = np.random.default_rng(1)
+        run = None if threads is None else parallel.run_elementwise
+        with parallel.using_threads(threads or 1):
+            assert (
+                threads is None
+                or len(
+                    parallel.shard_ranges(model.num_params(), min_size=parallel.MIN_SHARD_ELEMENTS)
+                )
+                == threads
+            )
+            for _ in range(3):
+                for _, layer in model.named_layers():
+                    for grad in layer.grads.values():
+                        grad[...] = grads.standard_normal(grad.shape)
+                optimizer.step(run)
+        return [p for _, layer in model.named_layers() for p in layer.params.values()]
+
+    for plain, split in zip(trained(None), trained(2), strict=True):
+        np.testing.assert_array_equal(plain, split)
 
 
 @pytest.mark.parametrize("name,kwargs,torch_cls,torch_kwargs", CASES)

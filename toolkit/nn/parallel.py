@@ -91,6 +91,17 @@ def shard_ranges(size: int, min_size: int = 1, macs: int | None = None) -> list[
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
+#: elements below which element-wise work (an optimizer step) stays on one thread: a
+#: dozen ufunc passes over fewer elements save less on a second thread than waking it costs
+MIN_SHARD_ELEMENTS = 1 << 18
+
+
+def run_elementwise(task: Callable[[int, int], object], size: int) -> None:
+    """``task(start, stop)`` on :func:`shard_ranges` of ``range(size)`` (at least
+    :data:`MIN_SHARD_ELEMENTS` each), the shards on worker threads as in :func:`run`."""
+    run(task, shard_ranges(size, min_size=MIN_SHARD_ELEMENTS))
+
+
 def sum_in_order(parts: list[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
     """The sum of the shards' partial results, added in shard order (the same bits for
     the same thread count), into ``out`` when given, else into ``parts[0]``."""

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Protocol
 
 import numpy as np
 
 from toolkit.registry import ConfigError, bad_value
+
+ElementTask = Callable[[int, int], None]
+"""``task(start, stop)``: update elements ``start:stop`` of the parameters laid end to end."""
+ElementRunner = Callable[[ElementTask, int], None]
+"""``run(task, size)``: call ``task`` on pieces covering ``range(size)``, perhaps on several
+threads at once (the Trainer passes :func:`toolkit.nn.parallel.run_elementwise`)."""
 
 
 def check_positive(owner: object, name: str, value: float) -> None:
@@ -43,7 +49,13 @@ class Trainable(Protocol):
 
 
 class Optimizer:
-    """Base class. Subclasses implement :meth:`update` for one parameter array.
+    """Base class. Subclasses implement :meth:`update` for one parameter array (element by
+    element: it may be given any contiguous flat piece of a parameter, its gradient and its
+    state) and :meth:`init_state` for its per-parameter slots.
+
+    :meth:`step` can hand contiguous pieces of the parameters' elements to several threads
+    (its ``run``); since every update is element-wise, the result is bit-identical however
+    the elements are split.
 
     Args:
         model: the (built) model whose leaf layers' ``params`` are updated from their
@@ -91,14 +103,48 @@ class Optimizer:
             del self.state[name]
         return frozen
 
-    def step(self) -> None:
-        """Apply one update to every parameter from its current gradient."""
+    def step(self, run: ElementRunner | None = None) -> None:
+        """Apply one update to every parameter from its current gradient; ``run`` (if
+        given) splits the elements into pieces, e.g. one per thread."""
         self.steps += 1
+        work = []
         for name, layer, key in self.slots:
-            self.update(layer.params[key], layer.grads[key], self.state[name])
+            param, state = layer.params[key], self.state[name]
+            if not state:
+                state.update(self.init_state(param))
+            work.append((param, layer.grads[key], state))
+        if run is None:
+            for param, grad, state in work:
+                self.update(param, grad, state)
+        else:
+            total = sum(param.size for param, _, _ in work)
+            run(lambda start, stop: self._update_elements(work, start, stop), total)
+
+    def _update_elements(self, work: list, start: int, stop: int) -> None:
+        """Update elements ``start:stop`` of the parameters laid end to end (a parameter
+        that is not contiguous is updated whole by the shard holding its first element)."""
+        offset = 0
+        for param, grad, state in work:
+            low, high = max(start - offset, 0), min(stop - offset, param.size)
+            offset += param.size
+            if low >= high:
+                continue
+            arrays = (param, grad, *state.values())
+            if low == 0 and high == param.size:
+                self.update(param, grad, state)
+            elif all(a.flags.c_contiguous for a in arrays):
+                piece = {k: v.reshape(-1)[low:high] for k, v in state.items()}
+                self.update(param.reshape(-1)[low:high], grad.reshape(-1)[low:high], piece)
+            elif low == 0:
+                self.update(param, grad, state)
+
+    def init_state(self, param: np.ndarray) -> dict[str, np.ndarray]:
+        """This optimizer's slots for ``param`` before its first step (none by default)."""
+        return {}
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        """Update ``param`` in place from ``grad``; ``state`` holds this parameter's slots."""
+        """Update ``param`` in place from ``grad``, element by element; ``state`` holds the
+        same elements of this parameter's slots."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -44,17 +44,18 @@ class SGD(Optimizer):
             )
         self.momentum, self.nesterov = momentum, nesterov
 
+    def init_state(self, param: np.ndarray) -> dict[str, np.ndarray]:
+        # zeros: the first step's momentum * 0 + g is exactly PyTorch's copy of g
+        return {"velocity": np.zeros_like(param)} if self.momentum else {}
+
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
         grad = _decayed(param, grad, self.weight_decay)
         if self.momentum == 0:
             param -= self.lr * grad
             return
-        if "velocity" not in state:
-            state["velocity"] = grad.copy()
-        else:
-            state["velocity"] *= self.momentum
-            state["velocity"] += grad
         velocity = state["velocity"]
+        velocity *= self.momentum
+        velocity += grad
         step = grad + self.momentum * velocity if self.nesterov else velocity
         param -= self.lr * step
 
@@ -76,10 +77,11 @@ class RMSprop(Optimizer):
         check_fraction(self, "alpha", alpha)
         self.alpha, self.eps = alpha, eps
 
+    def init_state(self, param: np.ndarray) -> dict[str, np.ndarray]:
+        return {"square_avg": np.zeros_like(param)}
+
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
         grad = _decayed(param, grad, self.weight_decay)
-        if "square_avg" not in state:
-            state["square_avg"] = np.zeros_like(param)
         square_avg = state["square_avg"]
         square_avg *= self.alpha
         square_avg += (1.0 - self.alpha) * (grad * grad)
@@ -111,15 +113,14 @@ class Adam(Optimizer):
         check_fraction(self, "beta2", beta2)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
+    def init_state(self, param: np.ndarray) -> dict[str, np.ndarray]:
+        return {"m": np.zeros_like(param), "v": np.zeros_like(param), "scratch": np.empty_like(param)}
+
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
         if self.decoupled:
             param *= 1.0 - self.lr * self.weight_decay
         else:
             grad = _decayed(param, grad, self.weight_decay)
-        if "m" not in state:
-            state["m"] = np.zeros_like(param)
-            state["v"] = np.zeros_like(param)
-            state["scratch"] = np.empty_like(param)
         m, v, scratch = state["m"], state["v"], state["scratch"]
         t = self.steps
         m *= self.beta1

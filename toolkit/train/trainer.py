@@ -232,7 +232,7 @@ class Trainer:
             model.backward(loss_fn.backward())
             if self.log_grad_norms:
                 norms += self._grad_norms()
-            optimizer.step()
+            optimizer.step(parallel.run_elementwise)
             n = len(yb)
             total_loss += loss * n
             seen += n
