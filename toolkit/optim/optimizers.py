@@ -114,7 +114,11 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def init_state(self, param: np.ndarray) -> dict[str, np.ndarray]:
-        return {"m": np.zeros_like(param), "v": np.zeros_like(param), "scratch": np.empty_like(param)}
+        return {
+            "m": np.zeros_like(param),
+            "v": np.zeros_like(param),
+            "scratch": np.empty_like(param),
+        }
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
         if self.decoupled:
