@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,7 @@ class Job:
     transfer: dict[str, Any] | None = None
     fit_splits: Splits | None = None
     normalization: Any = None
+    _test_outputs: np.ndarray | None = field(default=None, init=False, repr=False)
 
     @property
     def classification(self) -> bool:
@@ -88,6 +89,13 @@ class Job:
         trainer's model may be only the part after a frozen prefix)."""
         with engine_threads(self.trainer.threads):
             return forward_in_batches(self.model, x, batch_size)
+
+    def test_outputs(self) -> np.ndarray:
+        """The trained model's raw outputs on the test split (N, K), computed once: the
+        test metrics and every post-fit step read the same array."""
+        if self._test_outputs is None:
+            self._test_outputs = self.predict(self.splits.test.x)
+        return self._test_outputs
 
     def checkpoint_meta(self) -> dict[str, Any]:
         name, loss_kwargs = component_kwargs(self.config.loss)

@@ -192,7 +192,10 @@ def evaluate_job(job: Job) -> dict[str, float]:
     """The last epoch's train/val metrics, the test metrics and the epochs trained."""
     history = job.trainer.history
     final = {k: v[-1] for k, v in history.items() if k.startswith(("train/", "val/")) and v}
-    final.update(job.trainer.evaluate(job.fit_splits.test, prefix="test"))
+    if job.trainer.model is job.model:  # the outputs the post-fit steps read too
+        final.update(job.trainer.score(job.test_outputs(), job.fit_splits.test.y, "test"))
+    else:  # the trainer's model follows a frozen prefix: it tests on the prefix's outputs
+        final.update(job.trainer.evaluate(job.fit_splits.test, prefix="test"))
     final["epochs"] = job.trainer.epoch
     return final
 

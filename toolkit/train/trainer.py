@@ -286,10 +286,14 @@ class Trainer:
 
     def evaluate(self, data: Data, prefix: str = "test") -> dict[str, float]:
         """``{prefix}/loss`` (and ``{prefix}/acc`` for classification) on ``data``."""
-        outputs = self.predict(data.x)
-        metrics = {f"{prefix}/loss": float(self.loss.forward(outputs, data.y))}
+        return self.score(self.predict(data.x), data.y, prefix)
+
+    def score(self, outputs: np.ndarray, targets: np.ndarray, prefix: str) -> dict[str, float]:
+        """``{prefix}/loss`` (and ``{prefix}/acc``) of the model's ``outputs`` (N, K)
+        for ``targets`` (N,) or (N, K)."""
+        metrics = {f"{prefix}/loss": float(self.loss.forward(outputs, targets))}
         if self.classification:
-            metrics[f"{prefix}/acc"] = accuracy(outputs, data.y)
+            metrics[f"{prefix}/acc"] = accuracy(outputs, targets)
         return metrics
 
     def _record(self, epoch: int, logs: dict[str, float]) -> None:

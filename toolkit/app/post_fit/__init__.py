@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -29,10 +28,10 @@ class FitResult:
     job: Any  # toolkit.app.job.Job
     metrics: dict[str, float]
 
-    @cached_property
+    @property
     def test_outputs(self) -> np.ndarray:
         """The model's raw outputs on the test split (N, K)."""
-        return self.job.predict(self.job.splits.test.x)
+        return self.job.test_outputs()
 
 
 @dataclass
