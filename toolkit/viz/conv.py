@@ -44,7 +44,9 @@ def filters_figure(
     for ax, kernel in zip(axes.flat, kernels, strict=False):
         image = ax.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
     _images.remove_unused(fig, axes, out_channels)
-    fig.colorbar(image, ax=fig.axes, shrink=0.8, label="weight")
+    inch = 1 / fig.get_figwidth()  # the colour bar in the grid's extra inch on the right
+    bar = fig.add_axes((fig.subplotpars.right + 0.3 * inch, 0.15, 0.15 * inch, 0.65))
+    fig.colorbar(image, cax=bar, label="weight")
     fig.suptitle(f"{out_channels} filters, {weights.shape[2]}x{weights.shape[3]} ({source})")
     return fig
 
@@ -89,7 +91,7 @@ def feature_maps_figure(
             raise ValueError(f"stage {name!r} must be (C, H, W), got shape {shape}")
     ncols = min(max_channels, max(shape[0] for shape in shapes.values()))
     first_row = 0 if image is None else 1
-    fig, axes = _images.grid_figure(first_row + len(maps), ncols)
+    fig, axes = _images.grid_figure(first_row + len(maps), ncols, row_labels=True)
 
     if image is not None:
         _images.show(axes[0, 0], _images.to_display(np.asarray(image)[None], normalization)[0])

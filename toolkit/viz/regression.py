@@ -182,7 +182,7 @@ def reconstructions(
         )
     outputs = flat.reshape(originals.shape)
     shown = _images.to_display(np.concatenate([originals, outputs]), normalization)
-    fig, axes = _images.grid_figure(2, count)
+    fig, axes = _images.grid_figure(2, count, row_labels=True)
     for ax, image in zip(axes.flat, shown, strict=True):
         _images.show(ax, image)
     axes[0, 0].set_ylabel("original")
