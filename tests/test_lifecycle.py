@@ -236,7 +236,9 @@ def test_ctrl_c_before_the_first_epoch_ends_quietly(tmp_path, cache_dir):
     assert all(r.info.status in ("KILLED", "FINISHED") for r in runs(tmp_path))
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)]
+)
 def test_a_signal_whose_exception_library_code_swallowed_still_stops_the_run(tmp_path, signum):
     # a plugin stands in for library code that loses the exception a signal raised in it
     # (a Ctrl-C landing in Hydra's writing of config.yaml was seen to vanish that way)
