@@ -28,9 +28,11 @@ class Lion(Optimizer):
         check_fraction(self, "beta2", beta2)
         self.beta1, self.beta2 = beta1, beta2
 
+    def init_state(self, param: np.ndarray) -> dict:
+        # slots made here (not inside update) let a step split big layers over threads
+        return {"m": np.zeros_like(param)}
+
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
-        if "m" not in state:
-            state["m"] = np.zeros_like(param)
         m = state["m"]
         direction = np.sign(self.beta1 * m + (1.0 - self.beta1) * grad)
         if self.weight_decay:

@@ -6,6 +6,7 @@ import pytest
 from toolkit.nn import parallel
 from toolkit.nn.dense import Dense
 from toolkit.nn.layer import Sequential
+from toolkit.optim.optimizer import Optimizer
 from toolkit.registry import ConfigError, optimizers, schedules
 
 torch = pytest.importorskip("torch")
@@ -37,14 +38,31 @@ def tiny_model() -> Sequential:
     return model
 
 
-@pytest.mark.parametrize("name,kwargs", [(name, kwargs) for name, kwargs, _, _ in CASES])
+class LazySlots(Optimizer):
+    """A plugin-style optimizer that makes its slot inside update() (momentum SGD)."""
+
+    def update(self, param, grad, state):
+        if "velocity" not in state:
+            state["velocity"] = np.zeros_like(param)
+        state["velocity"] *= 0.9
+        state["velocity"] += grad
+        param -= self.lr * state["velocity"]
+
+
+@pytest.mark.parametrize(
+    "name,kwargs", [(name, kwargs) for name, kwargs, _, _ in CASES] + [(LazySlots, {"lr": 0.1})]
+)
 def test_a_step_split_over_threads_is_bit_identical_to_one_pass(name, kwargs):
     # a 600 x 1024 layer is over two shards of parallel.MIN_SHARD_ELEMENTS, so with two
     # threads its elements are split between them (and the small bias is not)
     def trained(threads: int | None) -> list[np.ndarray]:
         model = Sequential([Dense(1024), Dense(3)])
         model.build((600,), np.random.default_rng(0), np.dtype("float32"))
-        optimizer = optimizers.build(name, model, **kwargs)
+        optimizer = (
+            name(model, **kwargs)
+            if isinstance(name, type)
+            else optimizers.build(name, model, **kwargs)
+        )
         grads = np.random.default_rng(1)
         run = None if threads is None else parallel.run_elementwise
         with parallel.using_threads(threads or 1):

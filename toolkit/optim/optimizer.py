@@ -55,7 +55,8 @@ class Optimizer:
 
     :meth:`step` can hand contiguous pieces of the parameters' elements to several threads
     (its ``run``); since every update is element-wise, the result is bit-identical however
-    the elements are split.
+    the elements are split. Only optimizers that make their slots in :meth:`init_state`
+    are split; one that creates them inside :meth:`update` gets whole parameters.
 
     Args:
         model: the (built) model whose leaf layers' ``params`` are updated from their
@@ -113,7 +114,8 @@ class Optimizer:
             if not state:
                 state.update(self.init_state(param))
             work.append((param, layer.grads[key], state))
-        if run is None:
+        if run is None or type(self).init_state is Optimizer.init_state:
+            # an optimizer making its slots inside update() is given whole parameters
             for param, grad, state in work:
                 self.update(param, grad, state)
         else:
@@ -139,7 +141,8 @@ class Optimizer:
                 self.update(param, grad, state)
 
     def init_state(self, param: np.ndarray) -> dict[str, np.ndarray]:
-        """This optimizer's slots for ``param`` before its first step (none by default)."""
+        """This optimizer's slots for ``param`` before its first step (none by default;
+        overriding it lets :meth:`step` split the parameters over threads)."""
         return {}
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
