@@ -32,7 +32,6 @@ if __name__ == "__main__":
     try:
         from toolkit.app import interrupts
 
-        _received.extend(interrupts.received)
         interrupts.received = _received
         from toolkit.app.cli import main
 

@@ -131,10 +131,9 @@ class Optimizer:
             offset += param.size
             if low >= high:
                 continue
-            arrays = (param, grad, *state.values())
             if low == 0 and high == param.size:
                 self.update(param, grad, state)
-            elif all(a.flags.c_contiguous for a in arrays):
+            elif all(a.flags.c_contiguous for a in (param, grad, *state.values())):
                 piece = {k: v.reshape(-1)[low:high] for k, v in state.items()}
                 self.update(param.reshape(-1)[low:high], grad.reshape(-1)[low:high], piece)
             elif low == 0:

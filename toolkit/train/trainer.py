@@ -274,9 +274,7 @@ class Trainer:
             desc=f"epoch {self.epoch}/{self.epochs}",
             unit="batch",
             disable=not self.progress,
-            leave=True,
             dynamic_ncols=True,
-            file=sys.stderr,
         )
 
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
