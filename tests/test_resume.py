@@ -2,6 +2,7 @@
 an epoch checkpoint ends bit-identical to an uninterrupted one."""
 
 import numpy as np
+import pytest
 
 from toolkit.data import ArrayData, build_augmenter
 from toolkit.models import ModelSpec, build_model
@@ -165,6 +166,7 @@ def test_resume_without_a_checkpoint_is_a_one_line_error(tmp_path):
     )
 
 
+@pytest.mark.slow  # ~45 s; a resumed sweep retraining only its unfinished job runs in CI via SLURM
 def test_resumed_sweep_runs_only_the_jobs_that_did_not_finish(tmp_path):
     sweep = [
         "-m",
