@@ -15,6 +15,7 @@ from toolkit.train import Trainer
 IMAGE = (1, 12, 12)
 MODELS = {
     "cnn": ModelSpec("cnn", IMAGE, 3, {"channels": [4, 6], "hidden": 8}),
+    "cnn_bn": ModelSpec("cnn", IMAGE, 3, {"channels": [4, 6], "hidden": 8, "batchnorm": True}),
     "resnet": ModelSpec("resnet", IMAGE, 3, {"channels": [4, 6], "blocks": [1, 1]}),
     "mlp": ModelSpec("mlp", IMAGE, 3, {"hidden_sizes": [512, 8], "activation": "relu"}),
 }
@@ -28,12 +29,16 @@ def forward_backward(name: str, threads: int, dtype: str = "float64"):
     with parallel.using_threads(threads):
         y = model.forward(x, training=True).copy()
         dx = model.backward(dy)
-    grads = {
+    return y, dx, param_grads(model)
+
+
+def param_grads(model) -> dict[str, np.ndarray]:
+    """A copy of every parameter gradient, keyed ``<layer path>/<name>``."""
+    return {
         f"{path}/{k}": g.copy()
         for path, layer in model.named_layers()
         for k, g in layer.grads.items()
     }
-    return y, dx, grads
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -195,31 +200,109 @@ def test_the_2x2_max_pool_fast_path_matches_the_general_one(threads, layout, rel
     np.testing.assert_array_equal(fast_dx, general_dx)
 
 
+def layer_by_layer(model, x, dy, training=True):
+    """Output, input gradient and parameter gradients of ``model``'s layers run one
+    after another (no layer absorbed into the next)."""
+    h = x
+    for layer in model.layers:
+        h = layer.forward(h, training=training)
+    g = dy
+    for layer in reversed(model.layers):
+        g = layer.backward(g)
+    return h, g, param_grads(model)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_norm_relu_max_pool_run_as_one_unit_give_the_layers_results(threads):
+    """Sequential runs conv -> bn -> relu -> maxpool's last three as one unit (the pool
+    first, the affine map on a quarter of the elements): the same outputs bit for bit and
+    the same gradients up to rounding as the layers one after another, with a channel
+    whose batch-norm scale is negative (its windows take the minimum) and tied windows."""
+    model = build_model(MODELS["cnn_bn"], seed=0, dtype="float64")
+    assert {len(run) for run in model.fusions().values()} == {2}, "bn + relu into each pool"
+    norms = [layer for layer in model.layers if layer.kind == "batchnorm"]
+    for norm in norms:
+        norm.params["gamma"][0] = -0.7
+        norm.params["beta"][:] = np.linspace(-0.3, 0.3, norm.params["beta"].size)
+    x = np.random.default_rng(1).standard_normal((16, *IMAGE))
+    x[:3] = 0.5  # constant images: every window of the first stage ties
+    dy = np.random.default_rng(2).standard_normal((16, 3))
+    running = [norm.buffers["running_var"].copy() for norm in norms]
+    with parallel.using_threads(threads):
+        fused_y = model.forward(x, training=True).copy()
+        fused_dx = model.backward(dy).copy()
+        fused = param_grads(model)
+        fused_running = [norm.buffers["running_var"].copy() for norm in norms]
+        for norm, var in zip(norms, running, strict=True):
+            norm.buffers["running_var"][...] = var
+        y, dx, grads = layer_by_layer(model, x, dy)
+    np.testing.assert_array_equal(fused_y, y)
+    np.testing.assert_allclose(fused_dx, dx, rtol=1e-10, atol=1e-13)
+    for key in grads:
+        np.testing.assert_allclose(fused[key], grads[key], rtol=1e-10, atol=1e-13, err_msg=key)
+    for norm, var in zip(norms, fused_running, strict=True):
+        np.testing.assert_array_equal(norm.buffers["running_var"], var)
+    eval_y = model.forward(x, training=False)  # evaluation: the layers one after another
+    np.testing.assert_array_equal(eval_y, layer_by_layer(model, x, dy, training=False)[0])
+
+
+def test_the_fused_batch_norm_unit_matches_finite_differences():
+    """dL/dx, dL/dgamma and dL/dbeta of bn -> relu -> maxpool on batch-last images (the
+    fused path), against central differences of L = sum(y * w); one channel negative."""
+    from toolkit.analysis.gradcheck import numeric_gradient
+    from toolkit.nn.activations import ReLU
+    from toolkit.nn.layer import Sequential
+    from toolkit.registry import layers
+
+    rng = np.random.default_rng(3)
+    model = Sequential([layers.get("batchnorm")(), ReLU(), layers.get("maxpool2d")(2)])
+    model.build((3, 4, 6), rng, np.dtype(np.float64))
+    model.layers[0].params["gamma"][...] = [1.3, -0.8, 0.6]
+    model.layers[0].params["beta"][...] = [0.2, 0.1, -0.1]
+    memory = rng.standard_normal((3, 4, 6, 5))  # (C, H, W, N): batch-last images
+    x = memory.transpose(3, 0, 1, 2)
+    weights = rng.standard_normal((5, 3, 2, 3))
+
+    def loss() -> float:
+        return float(np.sum(model.forward(x, training=True) * weights))
+
+    assert model._absorbed() == {0, 1}
+    model.forward(x, training=True)
+    dx = model.backward(weights)
+    norm = model.layers[0]
+    analytic = {"gamma": norm.grads["gamma"].copy(), "beta": norm.grads["beta"].copy()}
+    numeric = numeric_gradient(loss, memory).transpose(3, 0, 1, 2)
+    np.testing.assert_allclose(dx, numeric, rtol=1e-5, atol=1e-7)
+    for name, grad in analytic.items():
+        numeric = numeric_gradient(loss, norm.params[name])
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_same_convolutions_keep_batch_last_memory_through_the_stage(threads):
-    """A stride-1 "same" conv2d returns a view of (C, H, W, N) memory; batch norm, the
-    fused ReLU + 2x2 max-pool and the next conv keep that layout (no NCHW copies), and
-    the gradients come back in it too."""
+    """A stride-1 "same" conv2d returns a view of (C, H, W, N) memory; batch norm (on its
+    own and inside the fused bn + ReLU + 2x2 max-pool), the pool and the next conv keep
+    that layout (no NCHW copies), and the gradients come back in it too."""
     from toolkit.nn.batch_last import is_batch_last
 
-    model = build_model(
-        ModelSpec("cnn", IMAGE, 3, {"channels": [4, 6], "hidden": 8, "batchnorm": True}),
-        seed=0,
-        dtype="float32",
-    )
+    model = build_model(MODELS["cnn_bn"], seed=0, dtype="float32")
     x = np.random.default_rng(0).standard_normal((5, *IMAGE)).astype(np.float32)
+    fusions, absorbed = model.fusions(), model._absorbed()
     with parallel.using_threads(threads):
         h, outputs = x, []
-        absorbed = model._absorbed()
-        for i, layer in enumerate(model.layers[:8]):  # conv, bn, relu, pool, x2
+        for i, layer in enumerate(model.layers[:8]):  # conv, [bn, relu, pool], x2
             if i in absorbed:
                 continue
-            h = layer.forward_relu(h, True) if i - 1 in absorbed else layer.forward(h, True)
+            h = layer.forward_fused(h, fusions[i], True) if i in fusions else layer.forward(h, True)
             outputs.append((layer.kind, h))
         g = np.ones_like(h)
         for i in range(7, 0, -1):
             if i not in absorbed:
                 g = model.layers[i].backward(g)
-    assert [kind for kind, _ in outputs] == ["conv2d", "batchnorm", "maxpool2d"] * 2
+        conv_out = outputs[0][1]
+        norm = model.layers[1]
+        alone = norm.forward(conv_out, True), norm.backward(np.ones_like(conv_out))
+    assert [kind for kind, _ in outputs] == ["conv2d", "maxpool2d"] * 2
     assert all(is_batch_last(out) for _, out in outputs)
     assert is_batch_last(g)  # dL/dx of the first batch norm, from the conv behind it
+    assert all(is_batch_last(out) for out in alone)

@@ -153,62 +153,78 @@ def conv_backward(
 
 
 def pool_forward(xl: np.ndarray, relu: bool, masks: dict[str, np.ndarray]) -> np.ndarray:
-    """2x2/2 max-pool (then ReLU when ``relu``) of xl (C, H, W, N) -> y (C, H/2, W/2, N).
-
-    As in (C, N, H, W) memory: horizontal pairs first (ties: left), then vertical (ties:
-    top), so the recorded maximum is each window's first in row-major order. ``masks``
-    gets (reused buffers) ``right`` (C*H/2, W, N) and ``bottom`` (C*H/2, W/2*N): which
-    element won, and ``positive`` (y > 0) when ``relu``."""
+    """2x2/2 max-pool (then ReLU when ``relu``) of xl (C, H, W, N) -> y (C, H/2, W/2, N),
+    on shards of output rows (:func:`pool_rows`)."""
     c, h, w, n = xl.shape
+    pool_scratch(xl.shape, xl.dtype, masks, relu)
+    y = np.empty((c, h // 2, w // 2, n), dtype=xl.dtype)
+    ranges = parallel.shard_ranges(c * h // 2, min_size=16)
+    parallel.run(lambda start, stop: pool_rows(xl, y, masks, relu, slice(start, stop)), ranges)
+    return y
+
+
+def pool_scratch(shape: tuple[int, ...], dtype, masks: dict[str, np.ndarray], relu: bool) -> None:
+    """The reused buffers of :func:`pool_rows` for xl of ``shape`` (C, H, W, N), in
+    ``masks``: ``wide`` (C*H/2, 2, W/2*N) pair maxima, ``right`` (C*H/2, W, N) and
+    ``bottom`` (C*H/2, W/2*N) which element won, ``positive`` (y > 0) when ``relu``."""
+    c, h, w, n = shape
     out_rows, half = c * h // 2, w // 2
-    pairs = xl.reshape(out_rows, w, 2, n)  # per output row: its 2 input rows' W/2 pairs
-    wide = scratch(masks, "wide", (out_rows, 2, half * n), xl.dtype)  # pair maxima
-    y = np.empty((out_rows, half * n), dtype=xl.dtype)
-    right = scratch(masks, "right", (out_rows, w, n), bool)
-    bottom = scratch(masks, "bottom", (out_rows, half * n), bool)
-    positive = scratch(masks, "positive", y.shape, bool) if relu else None
+    scratch(masks, "wide", (out_rows, 2, half * n), dtype)
+    scratch(masks, "right", (out_rows, w, n), bool)
+    scratch(masks, "bottom", (out_rows, half * n), bool)
+    if relu:
+        scratch(masks, "positive", (out_rows, half * n), bool)
 
-    def shard(start: int, stop: int) -> None:
-        part = slice(start, stop)
-        left, other = pairs[part, :, 0], pairs[part, :, 1]
-        np.greater(other, left, out=right[part])
-        np.maximum(left, other, out=wide[part].reshape(stop - start, w, n))
-        top, low = wide[part, 0], wide[part, 1]
-        np.greater(low, top, out=bottom[part])
-        np.maximum(top, low, out=y[part])
-        if relu:
-            np.greater(y[part], 0, out=positive[part])
-            np.multiply(y[part], positive[part], out=y[part])
 
-    parallel.run(shard, parallel.shard_ranges(out_rows, min_size=16))
-    return y.reshape(c, h // 2, half, n)
+def pool_rows(
+    xl: np.ndarray, y: np.ndarray, masks: dict[str, np.ndarray], relu: bool, part: slice
+) -> None:
+    """Output rows ``part`` (of y's C*H/2 rows) of the 2x2/2 max-pool of xl (C, H, W, N)
+    into y (C, H/2, W/2, N), masks recorded (:func:`pool_scratch`'s buffers). As in
+    (C, N, H, W) memory: horizontal pairs first (ties: left), then vertical (ties: top),
+    so the recorded maximum is each window's first in row-major order."""
+    c, h, w, n = xl.shape
+    pairs = xl.reshape(c * h // 2, w, 2, n)[part]  # per output row: its 2 input rows' pairs
+    out = y.reshape(c * h // 2, -1)[part]
+    wide, bottom = masks["wide"][part], masks["bottom"][part]
+    np.greater(pairs[:, :, 1], pairs[:, :, 0], out=masks["right"][part])
+    np.maximum(pairs[:, :, 0], pairs[:, :, 1], out=wide.reshape(len(out), w, n))
+    np.greater(wide[:, 1], wide[:, 0], out=bottom)
+    np.maximum(wide[:, 0], wide[:, 1], out=out)
+    if relu:
+        positive = masks["positive"][part]
+        np.greater(out, 0, out=positive)
+        np.multiply(out, positive, out=out)
 
 
 def pool_backward(dy: np.ndarray, masks: dict[str, np.ndarray], relu: bool) -> np.ndarray:
     """dy (C, H/2, W/2, N) C-contiguous -> dx (C, H, W, N): each window's gradient to the
-    element :func:`pool_forward` recorded (times the ReLU's mask when ``relu``)."""
+    element :func:`pool_forward` recorded (times the ReLU's mask when ``relu``), on shards
+    of output rows (:func:`unpool_rows`)."""
     c, out_h, half, n = dy.shape
-    out_rows, w = c * out_h, 2 * half
-    right, bottom = masks["right"], masks["bottom"]
-    positive = masks["positive"] if relu else None
-    grad = dy.reshape(out_rows, half * n)
-    split = scratch(masks, "split", (out_rows, 2, half * n), dy.dtype)  # (top, bottom)
-    dx = np.empty((c, 2 * out_h, w, n), dtype=dy.dtype)
-    pairs = dx.reshape(out_rows, w, 2, n)
-
-    def shard(start: int, stop: int) -> None:
-        part = slice(start, stop)
-        g = grad[part]
-        if positive is not None:  # the absorbed ReLU's gradient
-            g = np.multiply(g, positive[part], out=split[part, 0])
-        np.multiply(g, bottom[part], out=split[part, 1])
-        np.subtract(g, split[part, 1], out=split[part, 0])  # exact: dy - dy or dy - 0
-        rows = split[part].reshape(stop - start, w, n)
-        np.multiply(rows, right[part], out=pairs[part, :, 1])
-        np.subtract(rows, pairs[part, :, 1], out=pairs[part, :, 0])
-
-    parallel.run(shard, parallel.shard_ranges(out_rows, min_size=16))
+    scratch(masks, "split", (c * out_h, 2, half * n), dy.dtype)
+    dx = np.empty((c, 2 * out_h, 2 * half, n), dtype=dy.dtype)
+    ranges = parallel.shard_ranges(c * out_h, min_size=16)
+    parallel.run(lambda start, stop: unpool_rows(dy, dx, masks, relu, slice(start, stop)), ranges)
     return dx
+
+
+def unpool_rows(
+    dy: np.ndarray, dx: np.ndarray, masks: dict[str, np.ndarray], relu: bool, part: slice
+) -> None:
+    """dx's rows behind output rows ``part`` (of dy's C*H/2) <- dy routed to the recorded
+    window elements (masks of :func:`pool_rows`, ``split`` a (C*H/2, 2, W/2*N) buffer)."""
+    c, out_h, half, n = dy.shape
+    g = dy.reshape(c * out_h, -1)[part]
+    split = masks["split"][part]  # (top, bottom)
+    pairs = dx.reshape(c * out_h, 2 * half, 2, n)[part]
+    if relu:  # the absorbed ReLU's gradient
+        g = np.multiply(g, masks["positive"][part], out=split[:, 0])
+    np.multiply(g, masks["bottom"][part], out=split[:, 1])
+    np.subtract(g, split[:, 1], out=split[:, 0])  # exact: dy - dy or dy - 0
+    rows = split.reshape(len(g), 2 * half, n)
+    np.multiply(rows, masks["right"][part], out=pairs[:, :, 1])
+    np.subtract(rows, pairs[:, :, 1], out=pairs[:, :, 0])
 
 
 def scratch(store: dict[str, np.ndarray], name: str, shape: tuple, dtype) -> np.ndarray:

@@ -154,6 +154,7 @@ class Sequential(Layer):
         self.layers = list(layers)
         self._needs_input_grad = True
         self._fused_key: tuple = ()
+        self._fusions: dict[int, tuple[Layer, ...]] = {}
         self._fused: frozenset[int] = frozenset()
 
     @property
@@ -186,29 +187,36 @@ class Sequential(Layer):
         self.output_shape = shape
         return shape
 
-    def _absorbed(self) -> frozenset[int]:
-        """Indices of layers whose work the next layer does for them: a ReLU before a
-        2x2 max-pool runs as one ``forward_relu`` (pool first, then a 4x smaller ReLU:
-        the same function and gradient). Recomputed whenever ``layers`` changes."""
+    def fusions(self) -> dict[int, tuple[Layer, ...]]:
+        """{index: the layers right before it that it runs itself}, from each layer's
+        ``absorbs(previous_layers)``: a 2x2 max-pool runs the ReLU before it (pool first,
+        then a 4x smaller ReLU: the same function and gradient), and the batch norm before
+        that ReLU too (``toolkit/nn/norm_pool.py``). Recomputed whenever ``layers`` changes."""
         key = tuple((id(layer), layer.output_shape) for layer in self.layers)
         if key != self._fused_key:
-            self._fused_key = key
+            self._fused_key, self._fusions = key, {}
+            for i, layer in enumerate(self.layers):
+                absorbs = getattr(layer, "absorbs", None)
+                count = absorbs(self.layers[:i]) if absorbs and layer.output_shape else 0
+                if count:
+                    self._fusions[i] = tuple(self.layers[i - count : i])
             self._fused = frozenset(
-                i
-                for i, (layer, after) in enumerate(zip(self.layers, self.layers[1:], strict=False))
-                if getattr(after, "can_absorb", None) is not None
-                and after.output_shape is not None
-                and after.can_absorb(layer)
+                j for i, run in self._fusions.items() for j in range(i - len(run), i)
             )
+        return self._fusions
+
+    def _absorbed(self) -> frozenset[int]:
+        """Indices of the layers whose work a later layer does for them (see :meth:`fusions`)."""
+        self.fusions()
         return self._fused
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        absorbed = self._absorbed()
+        fusions, absorbed = self.fusions(), self._absorbed()
         for i, layer in enumerate(self.layers):
             if i in absorbed:
                 continue
-            fused = i - 1 in absorbed
-            x = layer.forward_relu(x, training) if fused else layer.forward(x, training)
+            run = fusions.get(i)
+            x = layer.forward_fused(x, run, training) if run else layer.forward(x, training)
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:

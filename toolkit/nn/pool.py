@@ -19,12 +19,15 @@ order (the element ``argmax`` would pick, as in PyTorch), never split between eq
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from toolkit.nn import batch_last, parallel
+from toolkit.nn import batch_last, norm_pool, parallel
 from toolkit.nn.activations import ReLU
 from toolkit.nn.checks import positive_int
 from toolkit.nn.layer import Layer, Shape
+from toolkit.nn.norm import BatchNorm, BatchNorm2d
 from toolkit.nn.torch_layout import TorchLayout
 from toolkit.nn.window_max import window_max, window_max_grad
 from toolkit.registry import layers
@@ -76,6 +79,7 @@ class _Pool2d(Layer):
         # the 2x2/2 fast path on even sizes (see the module notes)
         self._pairs = self.kernel_size == self.stride == 2 and height % 2 == 0 and width % 2 == 0
         self._masks: dict[str, np.ndarray] = {}  # batch-last masks, reused between calls
+        self._norm: Layer | None = None  # the batch norm forward_fused ran, if any
         return shape
 
     def _slices(self, x: np.ndarray) -> list[np.ndarray]:
@@ -116,6 +120,7 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, C, H, W) -> y (N, C, H', W')."""
+        self._norm = None
         if self._pairs:
             return self._forward_pairs(x)
         k, s = self.kernel_size, self.stride
@@ -123,10 +128,31 @@ class MaxPool2d(_Pool2d):
         self._row_max, self._y = window_max(x, k, s, self.output_shape[1:])
         return self._y
 
-    def can_absorb(self, layer: Layer) -> bool:
-        """Whether ``self.forward(layer.forward(x))`` may run as :meth:`forward_relu`:
-        ``layer`` is a plain ReLU and this is the 2x2/2 pooling of even sizes."""
-        return type(layer) is ReLU and self._pairs
+    def absorbs(self, before: Sequence[Layer]) -> int:
+        """How many of the layers right before this one it runs itself (see
+        ``Sequential.fusions``): with the 2x2/2 pooling of even sizes, a plain ReLU (1),
+        and a batch norm of images before that ReLU (2); else 0."""
+        if not self._pairs or not before or type(before[-1]) is not ReLU:
+            return 0
+        norm = before[-2] if len(before) > 1 else None
+        return 2 if type(norm) in (BatchNorm, BatchNorm2d) and len(norm.input_shape) == 3 else 1
+
+    def forward_fused(
+        self, x: np.ndarray, absorbed: tuple[Layer, ...], training: bool = False
+    ) -> np.ndarray:
+        """The absorbed layers and this pool: ``maxpool(relu(x))`` (:meth:`forward_relu`)
+        or ``maxpool(relu(bn(x)))``, the latter as one unit (``toolkit/nn/norm_pool.py``)
+        in training mode on batch-last memory, else the batch norm then forward_relu."""
+        if len(absorbed) == 1:
+            return self.forward_relu(x, training)
+        norm = absorbed[0]
+        if not (training and batch_last.is_batch_last(x)):
+            y = self.forward_relu(norm.forward(x, training), training)
+            self._norm, self._norm_pooled = norm, False
+            return y
+        self._norm, self._norm_pooled = norm, True
+        y = norm_pool.forward(norm, x.transpose(batch_last.LAST), self._masks)
+        return y.transpose(batch_last.FROM_LAST)
 
     def forward_relu(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """maxpool(relu(x)) computed as relu(maxpool(x)), with a 4x smaller ReLU.
@@ -135,6 +161,7 @@ class MaxPool2d(_Pool2d):
         so it keeps each window's first maximum; where that maximum is <= 0 every window
         element has a zero ReLU gradient, and the pooled ReLU's gradient is zero too.
         :meth:`backward` then applies the ReLU's mask before routing the gradient."""
+        self._norm = None
         return self._forward_pairs(x, relu=True)
 
     def _forward_pairs(self, x: np.ndarray, relu: bool = False) -> np.ndarray:
@@ -169,8 +196,14 @@ class MaxPool2d(_Pool2d):
         parallel.run(shard, parallel.shard_ranges(out_rows, min_size=256))
         return y.reshape(a, b, h // 2, half).transpose(self._perm)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dy (N, C, H', W') -> dx (N, C, H, W), nonzero only at each window's maximum."""
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        """dy (N, C, H', W') -> dx (N, C, H, W), nonzero only at each window's maximum
+        (through the absorbed batch norm's backward when :meth:`forward_fused` ran one)."""
+        if self._norm is not None and self._norm_pooled:
+            dx = norm_pool.backward(self._norm, batch_last.to_batch_last(dy), self._masks)
+            return None if dx is None else dx.transpose(batch_last.FROM_LAST)
+        if self._norm is not None:
+            return self._norm.backward(self._backward_pairs(dy))
         if self._pairs:
             return self._backward_pairs(dy)
         return window_max_grad(self._x, self._row_max, self._y, dy, self.kernel_size, self.stride)
