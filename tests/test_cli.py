@@ -170,4 +170,4 @@ def test_cnn_run_writes_conv_figures_and_receptive_fields(tmp_path, cache_dir):
         "confusion_matrix.png",
     } <= figures
     table = (tmp_path / "out" / "receptive_field.md").read_text()
-    assert "| 7.maxpool2d | (64, 7, 7) | 10x10 | 4 |" in table  # the cnn recipe: batch norm, 32/64
+    assert "| 7.maxpool2d | (32, 7, 7) | 10x10 | 4 |" in table  # the cnn recipe: batch norm, 16/32

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from toolkit.analysis.gradcheck import check_layer
+from toolkit.nn.avg_pool import AvgPool2d, GlobalAvgPool
 from toolkit.nn.conv import Conv2d
 from toolkit.nn.layer import Layer
 from toolkit.nn.norm import BatchNorm, BatchNorm1d, BatchNorm2d
-from toolkit.nn.pool import AvgPool2d, GlobalAvgPool, MaxPool2d
+from toolkit.nn.pool import MaxPool2d
 from toolkit.nn.residual import ResidualBlock
 from toolkit.registry import ConfigError, layers
 

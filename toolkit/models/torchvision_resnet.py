@@ -26,12 +26,13 @@ stages freeze by name: ``transfer.freeze=[conv1, bn1, layer1, layer2, layer3]``.
 from __future__ import annotations
 
 from toolkit.models.cnn import check_image_shape
+from toolkit.nn.avg_pool import GlobalAvgPool
 from toolkit.nn.conv import Conv2d
 from toolkit.nn.dense import Dense
 from toolkit.nn.named_sequential import NamedSequential
 from toolkit.nn.norm import BatchNorm2d
 from toolkit.nn.pad import Pad2d
-from toolkit.nn.pool import GlobalAvgPool, MaxPool2d
+from toolkit.nn.pool import MaxPool2d
 from toolkit.nn.residual import ResidualBlock
 from toolkit.registry import activations, models
 

@@ -2,6 +2,7 @@
 
 from toolkit.nn import (  # noqa: F401  (importing registers the components)
     activations,
+    avg_pool,
     conv,
     dense,
     dropout,
