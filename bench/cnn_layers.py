@@ -4,8 +4,8 @@ and how it compares with PyTorch CPU.
 (0) the yardstick: single-core float32 GEMM GFLOP/s (512^3, and the second conv's
     forward shape) measured on this machine at the start;
 (a) per-layer forward/backward time of the toolkit model as ``Sequential`` runs it (a
-    ReLU before a 2x2 max-pool runs inside the pool), with GFLOP/s for the GEMM layers,
-    on 1 and on 2 threads;
+    ReLU, or a batch norm and a ReLU, before a 2x2 max-pool run inside the pool), with
+    GFLOP/s for the GEMM layers, on 1 and on 2 threads;
 (b) one training step (forward, cross-entropy, backward, Adam) side by side with the same
     network in ``torch.nn`` (the idiomatic loop: tensors made once, ``zero_grad(set_to_
     none=True)``), at equal threads (1 and 2), alternating rounds so that machine noise
@@ -87,27 +87,42 @@ def timed(fn: Callable[[], object], repeats: int, before: Callable[[], object] =
     return min(times)
 
 
-def units(model: Sequential) -> list[tuple[str, list[Layer], bool]]:
-    """(name, layers, fused) per unit of work as ``Sequential.forward`` runs them."""
-    absorbed = model._absorbed()
+def units(model: Sequential) -> list[tuple[str, list[Layer], tuple[Layer, ...]]]:
+    """(name, layers, absorbed) per unit of work as ``Sequential.forward`` runs them:
+    ``absorbed`` are the layers the unit's last layer runs itself (a ReLU, or a batch norm
+    and a ReLU, before a 2x2 max-pool); an engine without ``fusions()`` absorbs ReLUs only."""
+    if hasattr(model, "fusions"):
+        fusions = model.fusions()
+    else:  # an older engine (bench/engine_ab.py)
+        fusions = {i + 1: (model.layers[i],) for i in model._absorbed()}
+    absorbed = {j for i, run in fusions.items() for j in range(i - len(run), i)}
     found = []
     for i, layer in enumerate(model.layers):
         if i in absorbed:
             continue
-        if i - 1 in absorbed:
-            found.append((f"{i - 1}-{i}.relu+{layer.kind}", [model.layers[i - 1], layer], True))
-        else:
-            found.append((f"{i}.{layer.kind}", [layer], False))
+        run = fusions.get(i, ())
+        kinds = "+".join(part.kind for part in (*run, layer))
+        found.append((f"{i - len(run)}-{i}.{kinds}" if run else f"{i}.{kinds}", [*run, layer], run))
     return found
+
+
+def unit_forward(layers: list[Layer], absorbed: tuple[Layer, ...], x: np.ndarray) -> np.ndarray:
+    """A unit of :func:`units` in training mode, as ``Sequential.forward`` runs it."""
+    last = layers[-1]
+    if not absorbed:
+        return last.forward(x, True)
+    if hasattr(last, "forward_fused"):
+        return last.forward_fused(x, absorbed, True)
+    return last.forward_relu(x, True)  # an older engine
 
 
 def unit_inputs_and_grads(plan, x: np.ndarray) -> tuple[list, list]:
     """Each unit's input on batch ``x`` and the gradient of its output (one training-mode
     forward and backward through the units of :func:`units`)."""
     inputs, h = [], x
-    for _, layers, fused in plan:
+    for _, layers, absorbed in plan:
         inputs.append(h)
-        h = layers[-1].forward_relu(h, True) if fused else layers[0].forward(h, True)
+        h = unit_forward(layers, absorbed, h)
     grads, g = [], np.ones_like(h) / h.size
     for _, layers, _ in reversed(plan):
         grads.append(g)
@@ -120,13 +135,13 @@ def layer_breakdown(model: Sequential, x: np.ndarray, repeats: int, gemm: float)
     """Print each unit's forward and backward milliseconds (and GFLOP/s) on batch ``x``."""
     plan = units(model)
     inputs, grads = unit_inputs_and_grads(plan, x)
-    print(f"{'unit':<22}{'output':<16}{'fwd ms':>8}{'bwd ms':>8}{'fwd GF/s':>10}{'bwd GF/s':>10}")
+    print(f"{'unit':<32}{'output':<16}{'fwd ms':>8}{'bwd ms':>8}{'fwd GF/s':>10}{'bwd GF/s':>10}")
     total_f = total_b = 0.0
-    for (name, layers, fused), xin, dy in zip(plan, inputs, grads, strict=True):
+    for (name, layers, absorbed), xin, dy in zip(plan, inputs, grads, strict=True):
         last = layers[-1]
 
-        def run(last=last, xin=xin, fused=fused):
-            return last.forward_relu(xin, True) if fused else last.forward(xin, True)
+        def run(layers=layers, absorbed=absorbed, xin=xin):
+            return unit_forward(layers, absorbed, xin)
 
         forward = timed(run, repeats)
         backward = timed(lambda last=last, dy=dy: last.backward(dy), repeats, before=run)
@@ -134,10 +149,10 @@ def layer_breakdown(model: Sequential, x: np.ndarray, repeats: int, gemm: float)
         flops_f, flops_b = layer_flops(last, len(x))
         rate = f"{flops_f / forward / 1e9:10.1f}{flops_b / backward / 1e9:10.1f}" if flops_f else ""
         shape = str(last.output_shape)
-        print(f"{name:<22}{shape:<16}{forward * 1e3:8.3f}{backward * 1e3:8.3f}{rate}")
+        print(f"{name:<32}{shape:<16}{forward * 1e3:8.3f}{backward * 1e3:8.3f}{rate}")
     flops = step_flops(model, len(x))
     print(
-        f"{'total':<38}{total_f * 1e3:8.3f}{total_b * 1e3:8.3f}"
+        f"{'total':<48}{total_f * 1e3:8.3f}{total_b * 1e3:8.3f}"
         f"  ({flops / (total_f + total_b) / 1e9:.1f} GFLOP/s over the layers = "
         f"{flops / (total_f + total_b) / 1e9 / gemm:.0%} of the GEMM yardstick)"
     )

@@ -28,6 +28,7 @@ from cnn_layers import (
     layer_flops,
     recipe_options,
     step_flops,
+    unit_forward,
     unit_inputs_and_grads,
     units,
 )
@@ -65,11 +66,11 @@ def unit_times(model, x, repeats):
     plan = units(model)
     inputs, grads = unit_inputs_and_grads(plan, x)
     found = []
-    for (name, layers, fused), xin, dy in zip(plan, inputs, grads, strict=True):
+    for (name, layers, absorbed), xin, dy in zip(plan, inputs, grads, strict=True):
         last = layers[-1]
 
-        def fwd(last=last, xin=xin, fused=fused):
-            return last.forward_relu(xin, True) if fused else last.forward(xin, True)
+        def fwd(layers=layers, absorbed=absorbed, xin=xin):
+            return unit_forward(layers, absorbed, xin)
 
         f = b = float("inf")
         for _ in range(repeats):
@@ -118,13 +119,13 @@ def main() -> None:
                 layer_rounds[name].append(times)
                 step_rounds[name].append(seconds)
                 cpu_rounds[name].append(cpu)
-    print(f"{'unit':<22}{'old fwd':>9}{'new fwd':>9}{'old bwd':>9}{'new bwd':>9}  (ms, best)")
+    print(f"{'unit':<32}{'old fwd':>9}{'new fwd':>9}{'old bwd':>9}{'new bwd':>9}  (ms, best)")
     for i, (unit, layer, *_) in enumerate(layer_rounds["new"][0]):
         best = {n: [min(r[i][k] for r in layer_rounds[n]) * 1e3 for k in (2, 3)] for n in engines}
         ff, fb = layer_flops(layer, args.batch)
         rate = (f"  new {ff / best['new'][0] * 1e-6:.0f} / {fb / best['new'][1] * 1e-6:.0f} GFLOP/s"
                 if ff else "")  # fmt: skip
-        print(f"{unit:<22}{best['old'][0]:9.3f}{best['new'][0]:9.3f}"
+        print(f"{unit:<32}{best['old'][0]:9.3f}{best['new'][0]:9.3f}"
               f"{best['old'][1]:9.3f}{best['new'][1]:9.3f}{rate}")  # fmt: skip
     for name in engines:
         for clock, rounds in (("wall", step_rounds[name]), ("cpu", cpu_rounds[name])):
