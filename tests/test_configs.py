@@ -138,6 +138,9 @@ def test_study_presets_win_over_the_model_recipe():
     pooling = composed("+experiment=pooling")
     assert list(pooling.model.channels) == [16, 32] and pooling.model.batchnorm is False
     assert pooling.trainer.epochs == 5 and pooling.model.dropout == 0.25
+    assert composed("+model=cnn").trainer.batch_size == 128  # the recipe's batch ...
+    for study in ("pooling", "transfer"):  # ... is not the CNN studies' batch
+        assert composed(f"+experiment={study}").trainer.batch_size == 64
     for study in ("optimizers", "activation_pairs", "xor", "pooling", "transfer"):  # no shifts
         assert composed(f"+experiment={study}").augment.steps is None
     flow = composed("+experiment=gradient_flow")
