@@ -211,7 +211,7 @@ class Sequential(Layer):
         return self._fused
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        fusions, absorbed = self.fusions(), self._absorbed()
+        fusions, absorbed = self.fusions(), self._fused  # fusions() refreshed both
         for i, layer in enumerate(self.layers):
             if i in absorbed:
                 continue
