@@ -215,8 +215,9 @@ def test_a_signal_kills_the_run_which_resumes_bit_identically(
     (run,) = runs(tmp_path)  # the same run, continued
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     assert "failure_reason" not in run.data.tags and run.data.tags["toolkit.end"] == "finished"
-    resumed_dir = Path(command[-1].split("=", 1)[1]).parent
-    newest = max(resumed_dir.iterdir(), key=lambda p: p.stat().st_mtime)
+    # the resumed run's own folder: outputs/<date>/<time>, maybe under the next date
+    outputs = Path(command[-1].split("=", 1)[1]).parent.parent
+    newest = max(outputs.glob("*/*"), key=lambda p: p.stat().st_mtime)
     assert (newest / "metrics.json").read_text() == (uninterrupted / "metrics.json").read_text()
     assert weights(newest / "checkpoint.npz") == weights(uninterrupted / "checkpoint.npz")
 
