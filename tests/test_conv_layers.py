@@ -77,6 +77,33 @@ def test_conv2d_matches_torch(x_shape, out, k, stride, padding, bias):
     assert conv.output_shape == y.shape[1:]
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("k", "bias"), [(3, True), (1, True), (5, False)])
+def test_same_conv2d_in_many_chunks_matches_torch_step_after_step(monkeypatch, threads, k, bias):
+    """The stride-1 "same" case runs im2col one chunk of output rows at a time into
+    buffers it keeps (same_conv.CHUNK_BYTES, here a row or two per chunk so that every
+    shard loops over chunks of unequal length): torch's results on every step, also
+    when the batch size changes and after the backward's own convolution of dy (F in,
+    C out, no bias) has used the layer's buffers."""
+    from toolkit.nn import parallel, same_conv
+
+    monkeypatch.setattr(same_conv, "CHUNK_BYTES", 2 * 9 * 4 * 8 * 7)
+    conv = built(Conv2d(4, k, 1, "same", bias=bias), (3, 7, 8))
+    for batch in (5, 5, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 7, 8))
+        with parallel.using_threads(threads):
+            y, dx, dy = forward_backward(conv, x, seed=batch)
+        xt, wt = t(x, grad=True), t(conv.params["W"], grad=True)
+        bt = t(conv.params["b"], grad=True) if bias else None
+        yt = F.conv2d(xt, wt, bt, padding=k // 2)
+        np.testing.assert_allclose(y, yt.detach().numpy(), **TOL)
+        grads = torch_grads(yt, dy, xt, wt, *([bt] if bias else []))
+        np.testing.assert_allclose(dx, grads[0], **TOL)
+        np.testing.assert_allclose(conv.grads["W"], grads[1], **TOL)
+        if bias:
+            np.testing.assert_allclose(conv.grads["b"], grads[2], **TOL)
+
+
 def test_conv2d_floor_mode_drops_leftover_rows_like_torch():
     x = np.random.default_rng(0).standard_normal((2, 2, 8, 7))
     conv = built(Conv2d(3, 3, stride=2, padding=1, floor_mode=True), (2, 8, 7))

@@ -20,8 +20,9 @@ the input positions it read. Both loop over the ``k*k`` offsets, never over pixe
 * stride 1 with "same" padding (``2p = k - 1``, the LeNet/ResNet case): offset
   ``(i, j)`` reads the image shifted by ``((i-p)*W + (j-p))*N`` in the flattened
   (H*W*N) positions of each channel (batch-last memory), so im2col is ``k*k`` contiguous
-  shifted copies and col2im ``k*k`` contiguous shifted adds; the taps' columns that fall
-  outside the image (and wrap around in the flat view) are zeroed.
+  shifted copies. It runs one cache-sized chunk of output rows at a time and keeps no
+  patches: backward re-runs it for dW, and dx is the same convolution of dy with the
+  kernels turned by 180 degrees (``toolkit/nn/same_conv.py``).
 * any other geometry: im2col copies strided slices of a zero-padded input (a sliding-
   window view); col2im adds strided slices clipped to the unpadded input.
 
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.nn import batch_last, parallel
+from toolkit.nn import batch_last, parallel, same_conv
 from toolkit.nn.checks import positive_int
 from toolkit.nn.im2col import col2im_clipped, im2col_windows
 from toolkit.nn.initializers import initialize
@@ -108,9 +109,9 @@ class Conv2d(Layer):
             None if in_channels is None else positive_int(in_channels, "in_channels", "conv2d")
         )
         self.floor_mode = bool(floor_mode)
-        # patches of the last x: (C*k*k [+1], N, H', W'), or (.., H'*W'*N) batch-last
-        self._cols: np.ndarray | None = None
-        self._workspace: dict[str, np.ndarray] = {}  # dcols of the batch-last backward
+        self._cols: np.ndarray | None = None  # patches of the last x (C*k*k [+1], N, H', W')
+        self._input: np.ndarray | None = None  # the last x (C, H+2p, W+2p, N), batch-last case
+        self._workspace: dict[str, np.ndarray] = {}  # the batch-last case's patch chunks
         self._padded: dict[int, np.ndarray] = {}  # per shard: (C, chunk, H+2p, W+2p) zeros
         self._chunk = 1
 
@@ -173,7 +174,7 @@ class Conv2d(Layer):
         if self.bias:
             self.params["b"] = np.zeros(f, dtype=dtype)
         self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
-        self._cols, self._padded = None, {}
+        self._cols, self._input, self._padded = None, None, {}
         return self.output_shape
 
     def _weight_matrix(self) -> np.ndarray:
@@ -185,12 +186,10 @@ class Conv2d(Layer):
 
     def _scratch(self, batch: int) -> np.ndarray:
         """The reused ``cols`` buffer (C*k*k [+1], N, H', W') for ``batch`` samples
-        (batch-last: (C*k*k [+1], H'*W'*N)); its last row of ones multiplies the bias."""
+        (the channel-major case); its last row of ones multiplies the bias."""
         c = self.input_shape[0]
         _, out_h, out_w = self.output_shape
         shape = (c * self.kernel_size**2 + self.bias, batch, out_h, out_w)
-        if self._shifts:
-            shape = (shape[0], out_h * out_w * batch)
         if self._cols is None or self._cols.shape != shape:
             self._cols = np.empty(shape, dtype=self.params["W"].dtype)
             if self.bias:
@@ -226,8 +225,10 @@ class Conv2d(Layer):
         own im2col and GEMM; every output element is the same dot product whatever the split.
         """
         if self._shifts:
-            cols, weights = self._scratch(x.shape[0]), self._weight_matrix()
-            y = batch_last.conv_forward(x, weights, cols, self.pad, self.kernel_size)
+            dtype, k = self.params["W"].dtype, self.kernel_size
+            padded = same_conv.padded_batch_last(x, self.pad, self._workspace, "padded x", dtype)
+            y = same_conv.conv_forward(padded, self._weight_matrix(), k, self._workspace)
+            self._input = padded
             return y.transpose(batch_last.FROM_LAST)
         n, c = x.shape[:2]
         k, s, p = self.kernel_size, self.stride, self.pad
@@ -286,15 +287,10 @@ class Conv2d(Layer):
             self.grads["b"][...] = grad[taps]
 
     def _backward_batch_last(self, dy: np.ndarray) -> np.ndarray | None:
-        """:meth:`backward` of the stride-1 "same" case (``batch_last.conv_backward``);
-        dcols (C*k*k, H*W*N) lives in a buffer kept between calls."""
-        (c, h, w), f, k = self.input_shape, self.out_channels, self.kernel_size
-        taps, cols = c * k * k, self._cols
-        w_t = dcols = None
-        if self.needs_input_grad:  # the first layer of a model skips dL/d(data)
-            w_t = self.params["W"].reshape(f, taps).T
-            dcols = batch_last.scratch(self._workspace, "dcols", (taps, cols.shape[1]), cols.dtype)
-        shape = (c, h, w, dy.shape[0])
-        grad, dx = batch_last.conv_backward(dy, cols, w_t, dcols, shape, self.pad, k)
+        """:meth:`backward` of the stride-1 "same" case (``same_conv.conv_backward``, from
+        the input kept by forward)."""
+        grad, dx = same_conv.conv_backward(
+            dy, self._input, self.params["W"], self.bias, self.needs_input_grad, self._workspace
+        )
         self._store_grads(grad)
         return None if dx is None else dx.transpose(batch_last.FROM_LAST)
