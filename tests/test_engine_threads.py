@@ -301,3 +301,21 @@ def test_same_convolutions_keep_batch_last_memory_through_the_stage(threads):
     assert all(is_batch_last(out) for _, out in outputs)
     assert is_batch_last(g)  # dL/dx of the first batch norm, from the conv behind it
     assert all(is_batch_last(out) for out in alone)
+
+
+def test_in_layout_of_copies_only_across_memory_orders():
+    """A gradient in channel-major memory meeting a batch-last mask (a residual block
+    behind a strided conv) is re-laid out once; same orders or an unordered ``like``
+    pass it through untouched."""
+    from toolkit.nn.batch_last import in_layout_of, is_batch_last
+
+    values = np.random.default_rng(0).standard_normal((3, 4, 5, 6))  # (N, C, H, W)
+    channel_major = np.ascontiguousarray(values.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    batch_last = np.ascontiguousarray(values.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    moved = in_layout_of(channel_major, batch_last)
+    assert is_batch_last(moved) and not is_batch_last(channel_major)
+    np.testing.assert_array_equal(moved, values)
+    assert in_layout_of(batch_last, batch_last * 2) is batch_last
+    assert in_layout_of(channel_major, values[:, :, ::2]) is channel_major  # shapes differ
+    strided = np.zeros((3, 4, 5, 12))[..., ::2]  # no contiguous order
+    assert in_layout_of(channel_major, strided) is channel_major

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from toolkit.nn.batch_last import in_layout_of
 from toolkit.nn.layer import Layer
 from toolkit.nn.torch_layout import TorchLayout
 from toolkit.registry import ConfigError, activations, layers
@@ -50,6 +51,7 @@ class ReLU(Activation):
         return np.maximum(x, zeros_like_cached(self, x), out=x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        dy = in_layout_of(dy, self._positive)
         return np.multiply(dy, self._positive, dtype=dy.dtype)
 
 

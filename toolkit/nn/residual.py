@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from toolkit.nn.activations import ReLU
+from toolkit.nn.batch_last import in_layout_of
 from toolkit.nn.checks import positive_int
 from toolkit.nn.conv import Conv2d
 from toolkit.nn.layer import Layer, Shape
@@ -133,7 +134,7 @@ class ResidualBlock(Layer):
         if self.bn2 is not None:
             h = self.bn2.forward(h, training)
         if self.shortcut:
-            h += self._shortcut_forward(x, training)
+            h += in_layout_of(self._shortcut_forward(x, training), h)
         return self._relu2.forward_in_place(h)
 
     def _shortcut_forward(self, x: np.ndarray, training: bool) -> np.ndarray:
@@ -161,7 +162,7 @@ class ResidualBlock(Layer):
         if not needed:
             return None
         if dx_skip is not None:
-            dx += dx_skip  # dx is conv1's fresh array
+            dx += in_layout_of(dx_skip, dx)  # dx is conv1's fresh array
         return dx
 
     def _shortcut_backward(self, dy: np.ndarray) -> np.ndarray | None:
