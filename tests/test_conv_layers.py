@@ -78,24 +78,30 @@ def test_conv2d_matches_torch(x_shape, out, k, stride, padding, bias):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize(("k", "bias"), [(3, True), (1, True), (5, False)])
-def test_same_conv2d_in_many_chunks_matches_torch_step_after_step(monkeypatch, threads, k, bias):
-    """The stride-1 "same" case runs im2col one chunk of output rows at a time into
-    buffers it keeps (same_conv.CHUNK_BYTES, here a row or two per chunk so that every
-    shard loops over chunks of unequal length): torch's results on every step, also
-    when the batch size changes and after the backward's own convolution of dy (F in,
-    C out, no bias) has used the layer's buffers."""
-    from toolkit.nn import parallel, same_conv
+@pytest.mark.parametrize(
+    ("k", "stride", "padding", "bias"),
+    [(3, 1, "same", True), (1, 1, 0, True), (5, 1, "same", False), (3, 2, 1, True),
+     (1, 2, 0, False), (2, 2, 0, True), (3, 3, 2, True)],
+)  # fmt: skip
+def test_conv2d_in_many_chunks_matches_torch_step_after_step(
+    monkeypatch, threads, k, stride, padding, bias
+):
+    """im2col runs one chunk of output rows at a time into buffers the layer keeps
+    (conv_batch_last.CHUNK_BYTES, here a row or a few per chunk so that every shard loops
+    over chunks of unequal length), and dx one convolution per stride phase (with k < s
+    some phases get no tap): torch's results on every step, also when the batch size
+    changes and after the backward's own convolutions of dy have used the buffers."""
+    from toolkit.nn import conv_batch_last, parallel
 
-    monkeypatch.setattr(same_conv, "CHUNK_BYTES", 2 * 9 * 4 * 8 * 7)
-    conv = built(Conv2d(4, k, 1, "same", bias=bias), (3, 7, 8))
+    monkeypatch.setattr(conv_batch_last, "CHUNK_BYTES", 2 * 9 * 4 * 8 * 7)
+    conv = built(Conv2d(4, k, stride, padding, bias=bias, floor_mode=True), (3, 9, 8))
     for batch in (5, 5, 3):
-        x = np.random.default_rng(batch).standard_normal((batch, 3, 7, 8))
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 9, 8))
         with parallel.using_threads(threads):
             y, dx, dy = forward_backward(conv, x, seed=batch)
         xt, wt = t(x, grad=True), t(conv.params["W"], grad=True)
         bt = t(conv.params["b"], grad=True) if bias else None
-        yt = F.conv2d(xt, wt, bt, padding=k // 2)
+        yt = F.conv2d(xt, wt, bt, stride=stride, padding=conv.pad)
         np.testing.assert_allclose(y, yt.detach().numpy(), **TOL)
         grads = torch_grads(yt, dy, xt, wt, *([bt] if bias else []))
         np.testing.assert_allclose(dx, grads[0], **TOL)

@@ -10,7 +10,7 @@ Why: with the batch innermost, the two elements of a horizontal 2x2-pooling pair
 floats apart, so every pooling pass runs NumPy's contiguous (vectorised) loops over runs
 of N (or W*N) elements; in (C, N, H, W) memory they are neighbours and the passes are
 stride-2 loops or many 7- to 14-element rows (2-3x slower). A convolution tap is still one
-flat shift of each channel's H*W*N values (``toolkit/nn/same_conv.py``).
+flat shift of each channel's H*W*N values (``toolkit/nn/conv_batch_last.py``).
 
 Shapes: ``xl`` (C, H, W, N); pooling output (C, H/2, W/2, N).
 """

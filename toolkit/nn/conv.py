@@ -1,34 +1,23 @@
-"""2-D convolution (``conv2d``): im2col + one matrix product (GEMM) over the whole batch.
+"""2-D convolution (``conv2d``): im2col + matrix products (GEMMs), on batch-last memory.
 
 Shapes (``k x k`` kernel, stride ``s``, padding ``p``, ``F`` filters)::
 
-    x (N, C, H, W) --im2col--> cols (C*k*k + 1, N*H'*W')
-    y = W_aug (F, C*k*k + 1) @ cols  -> (F, N*H'*W') -> y (N, F, H', W')
+    x (N, C, H, W) --im2col--> cols (C*k*k + 1, H'*W'*N)
+    y = W_aug (F, C*k*k + 1) @ cols  -> (F, H'*W'*N) -> y (N, F, H', W')
 
 Row ``(c, i, j)`` of ``cols`` holds input channel ``c`` seen through kernel offset
 ``(i, j)`` at every output position of every sample; the last row is ones, so the bias is
 the last column of ``W_aug`` and the bias gradient falls out of the weight gradient.
 Backward::
 
-    dW_aug = dy (F, N*H'*W') @ cols^T          -> grads W (F, C, k, k) and b (F,)
-    dcols  = W^T (C*k*k, F) @ dy               -> (C*k*k, N*H'*W')
-    dx     = col2im(dcols)                     -> (N, C, H, W)
+    dW_aug = dy (F, H'*W'*N) @ cols^T          -> grads W (F, C, k, k) and b (F,)
+    dx     = the transposed convolution of dy  -> (N, C, H, W)
 
-col2im is the adjoint of im2col: each kernel offset adds its rows of ``dcols`` back onto
-the input positions it read. Both loop over the ``k*k`` offsets, never over pixels:
-
-* stride 1 with "same" padding (``2p = k - 1``, the LeNet/ResNet case): offset
-  ``(i, j)`` reads the image shifted by ``((i-p)*W + (j-p))*N`` in the flattened
-  (H*W*N) positions of each channel (batch-last memory), so im2col is ``k*k`` contiguous
-  shifted copies. It runs one cache-sized chunk of output rows at a time and keeps no
-  patches: backward re-runs it for dW, and dx is the same convolution of dy with the
-  kernels turned by 180 degrees (``toolkit/nn/same_conv.py``).
-* any other geometry: im2col copies strided slices of a zero-padded input (a sliding-
-  window view); col2im adds strided slices clipped to the unpadded input.
-
-Layout: the stride-1 "same" case works batch-last, in (C, H, W, N) memory, and returns
-NCHW-shaped views of it (``toolkit/nn/batch_last.py`` says why and which layers keep it);
-other geometries work channel-major, in (C, N, H, W) memory (``transpose(1, 0, 2, 3)``).
+The columns are ordered (h', w', n): the output is (F, H', W', N) memory, returned as an
+NCHW view (``toolkit/nn/batch_last.py`` says why and which layers keep that layout). cols
+is never built whole: im2col runs one cache-sized chunk of output rows at a time, backward
+re-runs it for dW, and dx is one stride-1 convolution of dy per stride phase
+(``toolkit/nn/conv_batch_last.py``).
 
 Output size: ``H' = (H + 2p - k) / s + 1`` must be a whole number unless ``floor_mode``
 (PyTorch's behaviour: the last rows/columns that do not fit a full stride are dropped).
@@ -38,9 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.nn import batch_last, parallel, same_conv
+from toolkit.nn import batch_last, conv_batch_last
 from toolkit.nn.checks import positive_int
-from toolkit.nn.im2col import col2im_clipped, im2col_windows
 from toolkit.nn.initializers import initialize
 from toolkit.nn.layer import Layer, Shape
 from toolkit.nn.torch_layout import TorchLayout
@@ -109,11 +97,8 @@ class Conv2d(Layer):
             None if in_channels is None else positive_int(in_channels, "in_channels", "conv2d")
         )
         self.floor_mode = bool(floor_mode)
-        self._cols: np.ndarray | None = None  # patches of the last x (C*k*k [+1], N, H', W')
-        self._input: np.ndarray | None = None  # the last x (C, H+2p, W+2p, N), batch-last case
-        self._workspace: dict[str, np.ndarray] = {}  # the batch-last case's patch chunks
-        self._padded: dict[int, np.ndarray] = {}  # per shard: (C, chunk, H+2p, W+2p) zeros
-        self._chunk = 1
+        self._taps: np.ndarray | None = None  # the last x's taps (C, k, k, H', W', N), a view
+        self._workspace: dict[str, np.ndarray] = {}  # padded x and dy, chunks of patches
 
     def _padding_amount(self, padding: int | str) -> int:
         if padding == "same":
@@ -174,7 +159,7 @@ class Conv2d(Layer):
         if self.bias:
             self.params["b"] = np.zeros(f, dtype=dtype)
         self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
-        self._cols, self._input, self._padded = None, None, {}
+        self._taps, self._workspace = None, {}
         return self.output_shape
 
     def _weight_matrix(self) -> np.ndarray:
@@ -184,100 +169,27 @@ class Conv2d(Layer):
             return weights
         return np.concatenate([weights, self.params["b"][:, None]], axis=1)
 
-    def _scratch(self, batch: int) -> np.ndarray:
-        """The reused ``cols`` buffer (C*k*k [+1], N, H', W') for ``batch`` samples
-        (the channel-major case); its last row of ones multiplies the bias."""
-        c = self.input_shape[0]
-        _, out_h, out_w = self.output_shape
-        shape = (c * self.kernel_size**2 + self.bias, batch, out_h, out_w)
-        if self._cols is None or self._cols.shape != shape:
-            self._cols = np.empty(shape, dtype=self.params["W"].dtype)
-            if self.bias:
-                self._cols[-1] = 1
-        return self._cols
-
-    def _padded_scratch(self, shard: int) -> np.ndarray:
-        """Shard ``shard``'s zero-bordered input chunk (C, chunk, H+2p, W+2p) for the
-        sliding-window path (only its interior is ever written)."""
-        c, h, w = self.input_shape
-        p = self.pad
-        shape = (c, self._chunk, h + 2 * p, w + 2 * p)
-        padded = self._padded.get(shard)
-        if padded is None or padded.shape != shape:
-            self._padded[shard] = padded = np.zeros(shape, dtype=self.params["W"].dtype)
-        return padded
-
-    @property
-    def _shifts(self) -> bool:
-        """Stride 1 with "same" padding: im2col/col2im by flat shifts."""
-        return self.stride == 1 and 2 * self.pad == self.kernel_size - 1
-
-    def _shards(self, n: int) -> list[tuple[int, int]]:
-        """The batch as ``parallel.threads()`` (start, stop) shards of samples (smaller,
-        cache-sized chunks were measured slower)."""
-        ranges = parallel.shard_ranges(n, min_size=4)
-        self._chunk = max(stop - start for start, stop in ranges)
-        return ranges
-
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """x (N, C, H, W) -> y (N, F, H', W'), a view of batch-last (stride-1 "same") or
-        channel-major memory. Shards (output rows batch-last, else samples) each run their
-        own im2col and GEMM; every output element is the same dot product whatever the split.
-        """
-        if self._shifts:
-            dtype, k = self.params["W"].dtype, self.kernel_size
-            padded = same_conv.padded_batch_last(x, self.pad, self._workspace, "padded x", dtype)
-            y = same_conv.conv_forward(padded, self._weight_matrix(), k, self._workspace)
-            self._input = padded
-            return y.transpose(batch_last.FROM_LAST)
-        n, c = x.shape[:2]
-        k, s, p = self.kernel_size, self.stride, self.pad
-        _, out_h, out_w = self.output_shape
-        cols = self._scratch(n)
-        rows = cols.shape[0]
-        by_channel = x.transpose(1, 0, 2, 3)  # (C, N, H, W), a view
-        weights = self._weight_matrix()
-        y = np.empty((self.out_channels, n, out_h, out_w), dtype=cols.dtype)
-        ranges = self._shards(n)
-
-        def shard(start: int, stop: int) -> None:
-            patches = cols[: c * k * k, start:stop].reshape(c, k, k, stop - start, out_h, out_w)
-            padded = self._padded_scratch(ranges.index((start, stop))) if p else None
-            im2col_windows(by_channel[:, start:stop], patches, padded, s, p)
-            out = y[:, start:stop].reshape(self.out_channels, -1)
-            np.matmul(weights, cols[:, start:stop].reshape(rows, -1), out=out)
-
-        parallel.run(shard, ranges)
-        return y.transpose(1, 0, 2, 3)
+        """x (N, C, H, W) in any memory order -> y (N, F, H', W'), a view of batch-last
+        memory. Shards of output rows each run their own im2col and GEMMs; every output
+        element is the same dot product whatever the split."""
+        dtype, k = self.params["W"].dtype, self.kernel_size
+        padded = conv_batch_last.padded_batch_last(x, self.pad, self._workspace, "padded x", dtype)
+        self._taps = conv_batch_last.taps_view(padded, (k, k), self.stride)
+        y = conv_batch_last.conv_forward(self._taps, self._weight_matrix(), self._workspace)
+        return y.transpose(batch_last.FROM_LAST)
 
     def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        """dy (N, F, H', W') -> dx (N, C, H, W) (None unless ``needs_input_grad``); fills
-        grads["W"] (and grads["b"]).
-
-        Sharded like :meth:`forward`: each shard's weight gradient is one GEMM over its
-        columns, and the shards' partial sums are added in shard order."""
-        if self._shifts:
-            return self._backward_batch_last(dy)
-        rows, n = self._cols.shape[:2]
-        f, k, c = self.out_channels, self.kernel_size, self.input_shape[0]
-        taps = rows - self.bias
-        # (F, N, H', W'): no copy when dy is channel-major (as behind our own output)
-        dy = np.ascontiguousarray(dy.transpose(1, 0, 2, 3), dtype=self._cols.dtype)
-        needs_dx = self.needs_input_grad  # the first layer of a model skips dL/d(data)
-        dx = np.empty((c, n, *self.input_shape[1:]), dy.dtype) if needs_dx else None
-        w_t = self.params["W"].reshape(f, taps).T
-
-        def shard(start: int, stop: int) -> np.ndarray:
-            cols = self._cols[:, start:stop].reshape(rows, -1)
-            grad = cols @ dy[:, start:stop].reshape(f, -1).T  # (rows, F): the faster order
-            if dx is not None:
-                dcols = w_t @ dy[:, start:stop].reshape(f, -1)
-                dcols = dcols.reshape(c, k, k, stop - start, *self.output_shape[1:])
-                col2im_clipped(dcols, self.stride, self.pad, out=dx[:, start:stop])
-            return grad
-
-        self._store_grads(parallel.sum_in_order(parallel.run(shard, self._shards(n))))
-        return None if dx is None else dx.transpose(1, 0, 2, 3)
+        """dy (N, F, H', W') -> dx (N, C, H, W) (None unless ``needs_input_grad``), a view
+        of batch-last memory; fills grads["W"] (and grads["b"]) from the patches of the
+        last forward's input (``conv_batch_last.conv_backward``)."""
+        geometry = (self.stride, self.pad, *self.input_shape[1:])
+        grad, dx = conv_batch_last.conv_backward(
+            dy, self._taps, self.params["W"], self.bias, self._workspace,
+            geometry if self.needs_input_grad else None,  # the first layer skips dL/d(data)
+        )  # fmt: skip
+        self._store_grads(grad)
+        return None if dx is None else dx.transpose(batch_last.FROM_LAST)
 
     def _store_grads(self, grad: np.ndarray) -> None:
         """grads["W"] (and ["b"]) from grad (C*k*k [+1], F) = cols @ dy^T."""
@@ -285,12 +197,3 @@ class Conv2d(Layer):
         self.grads["W"][...] = grad[:taps].T.reshape(self.grads["W"].shape)
         if self.bias:
             self.grads["b"][...] = grad[taps]
-
-    def _backward_batch_last(self, dy: np.ndarray) -> np.ndarray | None:
-        """:meth:`backward` of the stride-1 "same" case (``same_conv.conv_backward``, from
-        the input kept by forward)."""
-        grad, dx = same_conv.conv_backward(
-            dy, self._input, self.params["W"], self.bias, self.needs_input_grad, self._workspace
-        )
-        self._store_grads(grad)
-        return None if dx is None else dx.transpose(batch_last.FROM_LAST)
