@@ -16,8 +16,8 @@ Usage::
     uv run python bench/cnn_layers.py [--batch 64] [--steps 30] [--rounds 7] [--threads 1 2]
     uv run python bench/cnn_layers.py --recipe   # the +model=cnn recipe's network instead
 
-``--recipe`` builds the network of ``toolkit/conf/model/cnn.yaml`` (channels 32/64, batch
-norm, hidden 256, dropout 0.3) instead of the ``cnn`` defaults (16/32, hidden 128).
+``--recipe`` builds the network of ``toolkit/conf/model/cnn.yaml`` (channels 16/32, batch
+norm, hidden 256, dropout 0.15) instead of the ``cnn`` defaults (16/32, hidden 128).
 """
 
 from __future__ import annotations

@@ -430,7 +430,7 @@ def test_residual_block_rejects_even_kernels():
     ids=repr,
 )
 def test_channel_major_and_strided_inputs_give_the_same_results(layer):
-    """conv2d returns channel-major views; every layer must accept any memory layout."""
+    """conv2d returns batch-last views; every layer must accept any memory layout."""
     x = np.random.default_rng(0).standard_normal((4, 2, 8, 8))
     built(layer, (2, 8, 8))
     y, dx, dy = forward_backward(layer, x)

@@ -304,8 +304,8 @@ def test_same_convolutions_keep_batch_last_memory_through_the_stage(threads):
 
 
 def test_in_layout_of_copies_only_across_memory_orders():
-    """A gradient in channel-major memory meeting a batch-last mask (a residual block
-    behind a strided conv) is re-laid out once; same orders or an unordered ``like``
+    """A gradient in channel-major memory meeting a batch-last mask (a layer behind
+    one that keeps another order) is re-laid out once; same orders or an unordered ``like``
     pass it through untouched."""
     from toolkit.nn.batch_last import in_layout_of, is_batch_last
 

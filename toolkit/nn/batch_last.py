@@ -1,16 +1,16 @@
 """The batch-last image layout: NCHW arrays whose memory is (C, H, W, N).
 
-A stride-1 "same" ``conv2d`` writes its output in this order (the GEMM's columns are
-ordered (h, w, n)), returns an (N, C, H, W) *view* of it (``transpose(3, 0, 1, 2)``), and
-the layers behind it keep the order: element-wise layers (NumPy allocates results in the
+``conv2d`` writes its output in this order (the GEMM's columns are ordered (h, w, n)),
+returns an (N, C, H, W) *view* of it (``transpose(3, 0, 1, 2)``), and the layers behind
+it keep the order: element-wise layers (NumPy allocates results in the
 input's memory order), batch norm (one contiguous row of H*W*N values per channel), the
 2x2 max-pool and the next convolution, all without copies; a flatten copies it into NCHW.
 
 Why: with the batch innermost, the two elements of a horizontal 2x2-pooling pair are N
 floats apart, so every pooling pass runs NumPy's contiguous (vectorised) loops over runs
 of N (or W*N) elements; in (C, N, H, W) memory they are neighbours and the passes are
-stride-2 loops or many 7- to 14-element rows (2-3x slower). A convolution tap is still one
-flat shift of each channel's H*W*N values (``toolkit/nn/conv_batch_last.py``).
+stride-2 loops or many 7- to 14-element rows (2-3x slower). A convolution's taps are a
+strided view whose rows are runs of W*N values (``toolkit/nn/conv_batch_last.py``).
 
 Shapes: ``xl`` (C, H, W, N); pooling output (C, H/2, W/2, N).
 """
@@ -42,7 +42,7 @@ def in_layout_of(x: np.ndarray, like: np.ndarray) -> np.ndarray:
     match or ``like`` is not contiguous in any order, else one copy. An element-wise
     NumPy operation on two arrays of different orders (a channel-major gradient times a
     batch-last mask) runs strided loops, ~14x slower than the copy and a contiguous one."""
-    if x.shape != like.shape or x.ndim < 2:
+    if x.shape != like.shape or x.ndim < 2 or (x.flags.c_contiguous and like.flags.c_contiguous):
         return x
     order = tuple(int(a) for a in np.argsort([-abs(s) for s in like.strides], kind="stable"))
     if not like.transpose(order).flags.c_contiguous or x.transpose(order).flags.c_contiguous:

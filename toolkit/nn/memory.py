@@ -1,6 +1,6 @@
 """The engine's allocator setting: freed memory stays in the process for the next step.
 
-A training step allocates the same large arrays (conv outputs, gradients, im2col columns,
+A training step allocates the same large arrays (conv outputs, gradients, padded inputs,
 a few MB each) every batch. glibc serves blocks this large with fresh ``mmap`` pages or
 trims the freed heap back to the OS, so every step pays a page fault per 4 KiB on first
 touch: on this shared VM a fresh 6.4 MB array took 10-40 ms to fill against ~1 ms when

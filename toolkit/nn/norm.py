@@ -98,7 +98,7 @@ class BatchNorm(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x (N, C[, H, W]) -> y of the same shape."""
         rows = channel_rows(x)
-        if rows is not None:  # images in channel-major memory (behind a conv2d)
+        if rows is not None:  # images in channel-major or batch-last memory (behind a conv2d)
             return self._forward_rows(x, rows, training)
         self._rows = None
         column = self._column
@@ -231,7 +231,7 @@ def row_dots(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
 def channel_first(x: np.ndarray) -> tuple[int, ...] | None:
     """The perm with ``x.transpose(perm)`` C-contiguous and channels first, for x
     (N, C, H, W) in channel-major (C, N, H, W) or batch-last (C, H, W, N) memory (the
-    layouts conv2d returns), else None."""
+    layout conv2d returns), else None."""
     if x.ndim != 4:
         return None
     for perm in ((1, 0, 2, 3), (1, 2, 3, 0)):

@@ -8,7 +8,7 @@ Backward crops the gradient back to the interior (the border's entries are const
 Composed with ``maxpool2d`` and ``value=-inf`` it is PyTorch's ``MaxPool2d(k, s, padding=p)``
 (the padded positions never win a window), which is ResNet's 3x3/2 stem pool.
 
-The output keeps the input's memory order (NCHW, or the channel-major layout that
+The output keeps the input's memory order (NCHW, or the batch-last layout that
 ``conv2d`` returns), so the following pooling reads it without a copy.
 """
 

@@ -11,7 +11,7 @@ row pass and a column pass (``toolkit/nn/window_max.py``). The common 2x2/stride
 even sizes is faster still: it pools horizontal neighbours first, viewing the image memory
 as a flat list of pairs (two 1-D strided slices), then vertical neighbours, viewing the
 result as (rows/2, 2, W') -- long inner loops instead of one short loop per image row.
-It works on the memory order of its input, so the channel-major views that ``conv2d``
+It works on the memory order of its input, so the batch-last views that ``conv2d``
 returns are pooled without a copy (and the output keeps that layout).
 
 Max-pooling ties: the gradient goes to the *first* maximum of the window in row-major
