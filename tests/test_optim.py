@@ -165,3 +165,49 @@ def test_every_schedule_stays_positive():
 def test_warmup_rejects_unknown_inner_schedule():
     with pytest.raises(ConfigError, match="did you mean: cosine"):
         schedules.build("warmup", 0.1, 10, after="cosin")
+
+
+def test_a_threaded_step_updates_all_parameters_as_one_array_and_follows_replacements():
+    """With ``run``, Adam's passes run over one flat array that the layers' params, grads
+    and the slots are views of; a slot or parameter put in their place afterwards (a
+    loaded state, a user's assignment) is copied in on the next step, and every step
+    gives the bits of the per-parameter path (run=None)."""
+
+    def run_steps(run) -> tuple[Sequential, Optimizer]:
+        model = tiny_model()
+        optimizer = optimizers.build("adam", model, lr=0.01)
+        grads = np.random.default_rng(1)
+        for step in range(4):
+            for _, layer in model.named_layers():
+                for grad in layer.grads.values():
+                    grad[...] = grads.standard_normal(grad.shape)
+            if step == 1:  # a fresh weight array (the other parameters stay views)
+                model.layers[0].params["W"] = model.layers[0].params["W"] + 1.0
+            if step == 2:  # a fresh state, as a resume loads it
+                optimizer.load_state_dict(
+                    {k: v * 0.5 for k, v in optimizer.state_dict().items() if k != "steps"}
+                    | {"steps": np.array(optimizer.steps)}
+                )
+            optimizer.step(run)
+        return model, optimizer
+
+    plain, _ = run_steps(None)
+    flat, optimizer = run_steps(parallel.run_elementwise)
+    arrays = [a for _, layer in flat.named_layers() for a in (*layer.params.values(),)]
+    one = arrays[0].base
+    assert one is not None and all(a.base is one for a in arrays)  # views of one array
+    assert all(s["m"].base is not None for s in optimizer.state.values())
+    for (_, a), (_, b) in zip(plain.named_layers(), flat.named_layers(), strict=True):
+        for key in a.params:
+            np.testing.assert_array_equal(a.params[key], b.params[key])
+
+
+def test_parameters_of_different_dtypes_are_updated_one_by_one():
+    model = tiny_model()
+    model.layers[1].params["b"] = model.layers[1].params["b"].astype(np.float32)
+    model.layers[1].grads["b"] = np.ones(2, dtype=np.float32)
+    before = model.layers[1].params["b"].copy()
+    optimizer = optimizers.build("sgd", model, lr=0.1, momentum=0.9)
+    optimizer.step(parallel.run_elementwise)
+    np.testing.assert_allclose(model.layers[1].params["b"], before - 0.1)
+    assert not np.shares_memory(model.layers[0].params["W"], model.layers[1].params["W"])

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from toolkit.optim.flat import FlatParameters
 from toolkit.registry import ConfigError, bad_value
 
 ElementTask = Callable[[int, int], None]
@@ -78,6 +79,7 @@ class Optimizer:
         ]
         self.state: dict[str, dict[str, np.ndarray]] = {name: {} for name, _, _ in self.slots}
         self.steps = 0
+        self._flat = FlatParameters()
 
     def freeze(self, patterns: Sequence[str]) -> list[str]:
         """Stop updating the parameters of the layers that ``patterns`` name; returns the
@@ -106,7 +108,9 @@ class Optimizer:
 
     def step(self, run: ElementRunner | None = None) -> None:
         """Apply one update to every parameter from its current gradient; ``run`` (if
-        given) splits the elements into pieces, e.g. one per thread."""
+        given) splits the elements into pieces, e.g. one per thread. With ``run``, an
+        optimizer with :meth:`init_state` slots updates all parameters as one flat array
+        (:mod:`toolkit.optim.flat`: the layers' arrays become views of it)."""
         self.steps += 1
         work = []
         for name, layer, key in self.slots:
@@ -118,9 +122,13 @@ class Optimizer:
             # an optimizer making its slots inside update() is given whole parameters
             for param, grad, state in work:
                 self.update(param, grad, state)
-        else:
-            total = sum(param.size for param, _, _ in work)
-            run(lambda start, stop: self._update_elements(work, start, stop), total)
+            return
+        flat = self._flat.arrays(self.slots, self.state)
+        if flat is not None:  # every parameter in one array: each pass one NumPy call
+            param, grad, state = flat
+            work = [(param, grad, state)]
+        total = sum(param.size for param, _, _ in work)
+        run(lambda start, stop: self._update_elements(work, start, stop), total)
 
     def _update_elements(self, work: list, start: int, stop: int) -> None:
         """Update elements ``start:stop`` of the parameters laid end to end (a parameter
