@@ -64,17 +64,21 @@ def test_conv2d_matches_torch(x_shape, out, k, stride, padding, bias):
     x = np.random.default_rng(0).standard_normal(x_shape)
     conv = built(Conv2d(out, k, stride, padding, bias=bias), x_shape[1:])
     y, dx, dy = forward_backward(conv, x)
+    assert_conv_matches_torch(conv, x, y, dx, dy)
+    assert conv.output_shape == y.shape[1:]
 
+
+def assert_conv_matches_torch(conv: Conv2d, x, y, dx, dy) -> None:
+    """y, dx and the conv's gradients for upstream dy are torch's ``F.conv2d``'s."""
     xt, wt = t(x, grad=True), t(conv.params["W"], grad=True)
-    bt = t(conv.params["b"], grad=True) if bias else None
-    yt = F.conv2d(xt, wt, bt, stride=stride, padding=padding)
+    bt = t(conv.params["b"], grad=True) if conv.bias else None
+    yt = F.conv2d(xt, wt, bt, stride=conv.stride, padding=conv.pad)
     np.testing.assert_allclose(y, yt.detach().numpy(), **TOL)
-    grads = torch_grads(yt, dy, xt, wt, *([bt] if bias else []))
+    grads = torch_grads(yt, dy, xt, wt, *([bt] if conv.bias else []))
     np.testing.assert_allclose(dx, grads[0], **TOL)
     np.testing.assert_allclose(conv.grads["W"], grads[1], **TOL)
-    if bias:
+    if conv.bias:
         np.testing.assert_allclose(conv.grads["b"], grads[2], **TOL)
-    assert conv.output_shape == y.shape[1:]
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -99,15 +103,7 @@ def test_conv2d_in_many_chunks_matches_torch_step_after_step(
         x = np.random.default_rng(batch).standard_normal((batch, 3, 9, 8))
         with parallel.using_threads(threads):
             y, dx, dy = forward_backward(conv, x, seed=batch)
-        xt, wt = t(x, grad=True), t(conv.params["W"], grad=True)
-        bt = t(conv.params["b"], grad=True) if bias else None
-        yt = F.conv2d(xt, wt, bt, stride=stride, padding=conv.pad)
-        np.testing.assert_allclose(y, yt.detach().numpy(), **TOL)
-        grads = torch_grads(yt, dy, xt, wt, *([bt] if bias else []))
-        np.testing.assert_allclose(dx, grads[0], **TOL)
-        np.testing.assert_allclose(conv.grads["W"], grads[1], **TOL)
-        if bias:
-            np.testing.assert_allclose(conv.grads["b"], grads[2], **TOL)
+        assert_conv_matches_torch(conv, x, y, dx, dy)
 
 
 def test_conv2d_floor_mode_drops_leftover_rows_like_torch():

@@ -155,7 +155,7 @@ def conv_backward(
 def phase_taps(phase: int, stride: int, pad: int, k: int) -> tuple[list[int], int]:
     """Along one axis: the kernel taps (ascending) that the input positions
     ``phase + s*q`` take, and ``d``: the last of them reads output ``q + d``, each one
-    before it the output after (None of them when k < s leaves this phase out)."""
+    before it the output after (no taps at all for some phases when k < s)."""
     taps = [i for i in range(k) if (phase + pad - i) % stride == 0]
     return taps, (phase + pad - taps[-1]) // stride if taps else 0
 
@@ -182,7 +182,7 @@ def input_grad(
     one stride-1 "valid" convolution of the zero-bordered dy with the phase's taps
     turned (see the module docstring), written into every s-th row and column."""
     stride, pad, h, w = geometry
-    f, c, k = kernels.shape[:3]
+    c, k = kernels.shape[1:3]
     border = dy_border(geometry, k, dy.shape[2:])
     padded = padded_batch_last(dy, border, buffers, "padded dy", kernels.dtype)
     dx = None
