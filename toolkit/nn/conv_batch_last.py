@@ -93,11 +93,10 @@ def for_each_chunk(
     def shard(h0: int, h1: int) -> np.ndarray | None:
         name = f"patches {rows}{' with ones' if bias else ''} from row {h0}"
         shape = (rows, per_chunk * line)
-        buffer = buffers.get(name)
-        if buffer is None or buffer.shape != shape or buffer.dtype != taps.dtype:
-            buffer = batch_last.scratch(buffers, name, shape, taps.dtype)
-            if bias:
-                buffer[-1] = 1
+        previous = buffers.get(name)
+        buffer = batch_last.scratch(buffers, name, shape, taps.dtype)
+        if bias and buffer is not previous:  # a fresh buffer: its row of ones
+            buffer[-1] = 1
         acc = None
         for r0 in range(h0, h1, per_chunk):
             r1 = min(r0 + per_chunk, h1)

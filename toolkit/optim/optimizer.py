@@ -112,21 +112,20 @@ class Optimizer:
         optimizer with :meth:`init_state` slots updates all parameters as one flat array
         (:mod:`toolkit.optim.flat`: the layers' arrays become views of it)."""
         self.steps += 1
-        work = []
         for name, layer, key in self.slots:
-            param, state = layer.params[key], self.state[name]
-            if not state:
-                state.update(self.init_state(param))
-            work.append((param, layer.grads[key], state))
-        if run is None or type(self).init_state is Optimizer.init_state:
-            # an optimizer making its slots inside update() is given whole parameters
+            if not self.state[name]:
+                self.state[name].update(self.init_state(layer.params[key]))
+        # an optimizer making its slots inside update() is given whole parameters
+        split = run is not None and type(self).init_state is not Optimizer.init_state
+        flat = self._flat.arrays(self.slots, self.state) if split else None
+        if flat is not None:  # every parameter in one array: each pass one NumPy call
+            work = [flat]
+        else:
+            work = [(layer.params[k], layer.grads[k], self.state[n]) for n, layer, k in self.slots]
+        if not split:
             for param, grad, state in work:
                 self.update(param, grad, state)
             return
-        flat = self._flat.arrays(self.slots, self.state)
-        if flat is not None:  # every parameter in one array: each pass one NumPy call
-            param, grad, state = flat
-            work = [(param, grad, state)]
         total = sum(param.size for param, _, _ in work)
         run(lambda start, stop: self._update_elements(work, start, stop), total)
 
