@@ -19,6 +19,7 @@ class Activation(Layer):
     """Base of element-wise activations; keeps what backward needs from forward."""
 
     kind = "activation"
+    shards_batch = True
     kinks: tuple[float, ...] = ()
 
 

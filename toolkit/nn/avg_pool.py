@@ -64,6 +64,7 @@ class GlobalAvgPool(Layer):
     """Mean over all positions of each channel: x (N, C, H, W) -> y (N, C)."""
 
     kind = "global_avgpool"
+    shards_batch = True
     gradcheck_cases = [({}, (3, 4, 4))]
     torch_layout = TorchLayout(
         module=lambda nn, pool: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())

@@ -55,6 +55,7 @@ class Conv2d(Layer):
     """
 
     kind = "conv2d"
+    shards_batch = True
     gradcheck_cases = [
         ({"out_channels": 3, "kernel_size": 3, "stride": 1, "padding": 0}, (2, 5, 5)),
         ({"out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1}, (2, 5, 5)),

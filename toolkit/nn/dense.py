@@ -26,6 +26,7 @@ class Dense(Layer):
     """
 
     kind = "dense"
+    shards_batch = True
     gradcheck_cases = [({"units": 3}, (5,)), ({"units": 4, "bias": False}, (3,))]
     weight_names = ("W",)
     torch_layout = TorchLayout(

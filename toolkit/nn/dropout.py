@@ -19,6 +19,7 @@ class Dropout(Layer):
     """
 
     kind = "dropout"
+    shards_batch = True
     gradcheck_cases = [({"rate": 0.3}, (6,))]
     torch_layout = TorchLayout(module=lambda nn, layer: nn.Dropout(layer.rate))
 

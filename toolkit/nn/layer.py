@@ -33,6 +33,10 @@ tables keyed by ``kind`` (so a new layer is one file plus its test):
   receptive fields.
 * ``torch_layout``: its PyTorch twin and where its arrays go there
   (:class:`~toolkit.nn.torch_layout.TorchLayout`), or None.
+* ``shards_batch``: it may run on a shard of the batch in a data-parallel step
+  (:mod:`toolkit.nn.data_parallel`): each sample's output depends on that sample alone,
+  or what depends on the whole batch is summed with ``parallel.all_sum``. False by
+  default, so a plugin layer runs on whole batches until it says otherwise.
 
 Backward must follow the forward call it answers; layers are not re-entrant.
 """
@@ -73,6 +77,9 @@ class Layer:
     feature_stage: ClassVar[bool] = False
     #: its PyTorch twin and array layout, for :mod:`toolkit.interop` (None: none)
     torch_layout: ClassVar[TorchLayout | None] = None
+    #: each sample's output depends on that sample alone (or its batch statistics are
+    #: summed over shards with ``parallel.all_sum``): it may run on a shard of the batch
+    shards_batch: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -148,6 +155,7 @@ class Sequential(Layer):
     """Layers applied in order; its children are named ``"0.dense"``, ``"1.relu"``, ..."""
 
     kind = "sequential"
+    shards_batch = True
 
     def __init__(self, layers: Sequence[Layer]) -> None:
         super().__init__()

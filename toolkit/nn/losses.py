@@ -46,6 +46,9 @@ class Loss:
 
     kind = "loss"
     kinks: tuple[float, ...] = ()
+    #: the loss is a mean over samples: shards' values weighted by their share of the
+    #: batch add up to it (so a data-parallel step may split the batch)
+    shards_batch: bool = False
 
     def forward(self, output: np.ndarray, target: np.ndarray) -> float:
         raise NotImplementedError
@@ -72,6 +75,7 @@ class CrossEntropy(Loss):
     """
 
     kind = "cross_entropy"
+    shards_batch = True
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         if not 0.0 <= label_smoothing < 1.0:
@@ -110,6 +114,7 @@ class MeanSquaredError(Loss):
     """Mean of squared errors over all elements: mean((output - target)^2)."""
 
     kind = "mse"
+    shards_batch = True
 
     def forward(self, output: np.ndarray, target: np.ndarray) -> float:
         self._diff = output - dense_target(output, target)
@@ -125,6 +130,7 @@ class BinaryCrossEntropy(Loss):
     elements; targets in [0, 1] with the output's shape (or integer labels, one-hot)."""
 
     kind = "bce"
+    shards_batch = True
 
     def forward(self, output: np.ndarray, target: np.ndarray) -> float:
         self._output, self._target = output, dense_target(output, target)

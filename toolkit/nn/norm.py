@@ -13,7 +13,11 @@ Evaluation mode normalises with the running statistics instead. Backward (traini
     dx = gamma / sqrt(var + eps) / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat))
 
 Per-channel sums of products use ``einsum`` (one pass, no temporary array), on channel
-rows (the layouts conv2d returns) ``np.vecdot``.
+rows (the layouts conv2d returns) ``np.vecdot``. In a data-parallel step
+(:mod:`toolkit.nn.data_parallel`) the sums behind the batch statistics and the backward
+pass's two sums run over every shard's samples (:func:`toolkit.nn.parallel.all_sum`), so
+each shard normalises with the statistics of the whole batch; its ``grads`` hold its own
+samples' share, summed over the shards with the other gradients.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class BatchNorm(Layer):
     """
 
     kind = "batchnorm"
+    shards_batch = True
     #: per-sample ranks accepted (``batchnorm1d``/``batchnorm2d`` narrow this down)
     ranks: tuple[int, ...] = (1, 3)
     gradcheck_cases = [({}, (4,)), ({}, (2, 3, 3))]
@@ -103,10 +108,11 @@ class BatchNorm(Layer):
         self._rows = None
         column = self._column
         if training:
-            mean = x.mean(axis=self._axes)
+            count = step_count(x.size // column[1], len(x))
+            mean = parallel.all_sum(x.sum(axis=self._axes)) / count
             centered = x - mean.reshape(column)
-            var = np.einsum(self._dot, centered, centered) / (x.size // mean.size)
-            self._update_running(mean, var, x.size // mean.size)
+            var = parallel.all_sum(np.einsum(self._dot, centered, centered)) / count
+            self._update_running(mean, var, count)
         else:
             centered = x - self.buffers["running_mean"].reshape(column)
             var = self.buffers["running_var"]
@@ -120,7 +126,7 @@ class BatchNorm(Layer):
         """The same normalisation on rows (C, M) = one channel's N*H*W values each,
         channels split over ``parallel.threads()`` shards (channels are independent, so
         the result does not depend on the split). Returns y in x's memory order."""
-        channels, count = rows.shape
+        channels, count = rows.shape[0], step_count(rows.shape[1], len(x))
         y = np.empty_like(rows)
         # evaluation keeps no centred copy: y = x * scale + (beta - mean * scale), the
         # fused form PyTorch's CPU kernel uses; backward centres x again if it is called
@@ -138,10 +144,11 @@ class BatchNorm(Layer):
                 np.multiply(rows[part], scale[:, None], out=y[part])
                 y[part] += (beta[part] - mean[part] * scale)[:, None]
                 return
-            np.mean(rows[part], axis=1, out=mean[part])
+            np.sum(rows[part], axis=1, out=mean[part])
+            mean[part] = parallel.all_sum(mean[part]) / count
             np.subtract(rows[part], mean[part, None], out=centered[part])
             row_dots(centered[part], centered[part], out=var[part])
-            var[part] /= count
+            var[part] = parallel.all_sum(var[part]) / count
             np.divide(1.0, np.sqrt(var[part] + self.eps), out=inv_std[part])
             np.multiply(centered[part], (gamma[part] * inv_std[part])[:, None], out=y[part])
             y[part] += beta[part, None]
@@ -150,10 +157,14 @@ class BatchNorm(Layer):
         if training:
             self._update_running(mean, var, count)
         self._rows, self._centered, self._inv_std, self._mean = rows, centered, inv_std, mean
-        self._training, self._perm = training, channel_first(x)
+        self._training, self._perm, self._count = training, channel_first(x), count
         return from_rows(y, x, self._perm)
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
+        """Running statistics += this step's (once per step: by the first shard of a
+        data-parallel step, whose ``mean`` and ``var`` are every shard's)."""
+        if parallel.shard_index() != 0:
+            return
         m = self.momentum
         running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
         running_mean *= 1.0 - m
@@ -176,15 +187,16 @@ class BatchNorm(Layer):
         scale = self.params["gamma"] * inv_std
         dx = dy * scale.reshape(column)
         if self._training:  # the batch statistics depend on x too
-            count = dy.size // dbeta.size
+            count = step_count(dy.size // dbeta.size, len(dy))
+            dbeta, dgamma = parallel.all_sum(np.stack((dbeta, dgamma)))
             dx -= centered * (scale * inv_std * dgamma / count).reshape(column)
             dx -= (scale * dbeta / count).reshape(column)
         return dx
 
     def _backward_rows(self, dy: np.ndarray) -> np.ndarray | None:
         """:meth:`backward` on channel rows (C, M), sharded over channels."""
-        channels, count = self._rows.shape
-        grad_rows = np.ascontiguousarray(dy.transpose(self._perm)).reshape(channels, count)
+        channels, count = self._rows.shape[0], self._count
+        grad_rows = np.ascontiguousarray(dy.transpose(self._perm)).reshape(channels, -1)
         inv_std = self._inv_std
         dbeta, dgamma = self.grads["beta"], self.grads["gamma"]
         scale = self.params["gamma"] * inv_std
@@ -207,16 +219,22 @@ class BatchNorm(Layer):
                 return
             # the batch statistics depend on x too: four passes, no temporary
             # dx = scale * (dy - x_hat * sum(dy * x_hat) / M - sum(dy) / M)
-            slope = inv_std[part] * dgamma[part] / count
-            np.multiply(centered, slope[:, None], out=dx[part])
+            sum_dy, sum_dy_x_hat = parallel.all_sum(np.stack((dbeta[part], dgamma[part])))
+            np.multiply(centered, (inv_std[part] * sum_dy_x_hat / count)[:, None], out=dx[part])
             np.subtract(g, dx[part], out=dx[part])
-            dx[part] -= (dbeta[part] / count)[:, None]
+            dx[part] -= (sum_dy / count)[:, None]
             dx[part] *= scale[part, None]
 
         parallel.run(shard, parallel.shard_ranges(channels, min_size=2))
         if dx is None:
             return None
         return from_rows(dx, dy, self._perm)
+
+
+def step_count(count: int, batch: int) -> int:
+    """Values per channel in the whole step: ``count`` of this shard's ``batch`` samples,
+    scaled to every shard's (:func:`toolkit.nn.parallel.step_size`)."""
+    return count // batch * parallel.step_size(batch)
 
 
 def row_dots(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:

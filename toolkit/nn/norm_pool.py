@@ -20,7 +20,8 @@ and both sums run over the pooled gradient (the winners' ``x_hat`` is the pooled
 The winner of a window is the first maximum of ``sign * c``; the unfused layers pick the
 first maximum of the rounded ``bn(x)``, which differs only where two different inputs
 round to the same output (then a different element of the window gets the gradient).
-Shapes: x (C, H, W, N) memory, M = H*W*N values per channel; y (C, H/2, W/2, N).
+Shapes: x (C, H, W, N) memory, M = H*W*N values per channel (N: the whole batch of a
+data-parallel step, whose sums run over every shard); y (C, H/2, W/2, N).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from toolkit.nn import batch_last, parallel
-from toolkit.nn.norm import BatchNorm, row_dots
+from toolkit.nn.norm import BatchNorm, row_dots, step_count
 
 
 def forward(bn: BatchNorm, xl: np.ndarray, store: dict[str, np.ndarray]) -> np.ndarray:
@@ -39,7 +40,7 @@ def forward(bn: BatchNorm, xl: np.ndarray, store: dict[str, np.ndarray]) -> np.n
     the per-channel ``inv_std``, ``sign`` and ``scale``)."""
     c, h, w, n = xl.shape
     rows = xl.reshape(c, -1)
-    count, dtype = rows.shape[1], rows.dtype
+    count, dtype = step_count(rows.shape[1], n), rows.dtype
     signed = batch_last.scratch(store, "signed", rows.shape, dtype)
     batch_last.pool_scratch(xl.shape, dtype, store, relu=False)
     y = np.empty((c, h // 2, w // 2, n), dtype)
@@ -51,10 +52,11 @@ def forward(bn: BatchNorm, xl: np.ndarray, store: dict[str, np.ndarray]) -> np.n
 
     def shard(start: int, stop: int) -> None:
         part = slice(start, stop)
-        np.mean(rows[part], axis=1, out=mean[part])
+        np.sum(rows[part], axis=1, out=mean[part])
+        mean[part] = parallel.all_sum(mean[part]) / count
         np.subtract(rows[part], mean[part, None], out=signed[part])
         row_dots(signed[part], signed[part], out=var[part])
-        var[part] /= count
+        var[part] = parallel.all_sum(var[part]) / count
         np.divide(1.0, np.sqrt(var[part] + bn.eps), out=inv_std[part])
         np.multiply(gamma[part], inv_std[part], out=scale[part])
         np.copysign(1.0, scale[part], out=sign[part])
@@ -78,7 +80,7 @@ def backward(bn: BatchNorm, dy: np.ndarray, store: dict[str, np.ndarray]) -> np.
     ``bn.needs_input_grad``); fills ``bn.grads`` (gamma, beta). Sharded over channels."""
     pooled, inv_std, sign, scale = (store[k] for k in ("pooled", "inv_std", "sign", "scale"))
     signed, positive = store["signed"], store["positive_y"]
-    c, count = signed.shape
+    c, count = signed.shape[0], step_count(signed.shape[1], dy.shape[3])
     out_h = dy.shape[1]
     dbeta, dgamma = bn.grads["beta"], bn.grads["gamma"]
     needs_dx = bn.needs_input_grad
@@ -101,9 +103,10 @@ def backward(bn: BatchNorm, dy: np.ndarray, store: dict[str, np.ndarray]) -> np.
             return
         g *= scale[part, None, None, None]
         batch_last.unpool_rows(grad, dx, store, False, slice(start * out_h, stop * out_h))
-        slope = scale[part] * inv_std[part] * dgamma[part] * sign[part] / count  # per signed c
+        sum_g, sum_g_x_hat = parallel.all_sum(np.stack((dbeta[part], dgamma[part])))
+        slope = scale[part] * inv_std[part] * sum_g_x_hat * sign[part] / count  # per signed c
         np.multiply(signed[part], slope[:, None], out=term[part])
-        term[part] += (scale[part] * dbeta[part] / count)[:, None]
+        term[part] += (scale[part] * sum_g / count)[:, None]
         rows[part] -= term[part]
 
     parallel.run(shard, parallel.shard_ranges(c, min_size=2))

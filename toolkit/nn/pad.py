@@ -31,6 +31,7 @@ class Pad2d(Layer):
     """
 
     kind = "pad2d"
+    shards_batch = True
     gradcheck_cases = [({"padding": 1}, (2, 3, 3)), ({"padding": 2, "value": 0.5}, (1, 2, 4))]
 
     def __init__(self, padding: int = 1, value: float = 0.0) -> None:

@@ -14,14 +14,20 @@ use (the Trainer sets both); OpenBLAS's own threads spin while they wait, which 
 
     set_threads(2)
     run(lambda start, stop: work(x[start:stop]), shard_ranges(len(x)))
+
+A whole training step can run the same way (:mod:`toolkit.nn.data_parallel`): each
+thread runs the model on its own shard of the batch through :func:`run_shards`. Inside
+such a shard :func:`threads` is 1 (layers work inline), and what depends on the whole
+batch (batch-norm statistics) is summed over the shards with :func:`all_sum`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
 import numpy as np
@@ -32,6 +38,7 @@ T = TypeVar("T")
 
 _threads = 1
 _executor: ThreadPoolExecutor | None = None
+_local = threading.local()  # .shard: (the step's _ShardGroup, this thread's shard index)
 
 
 def available_cores() -> int:
@@ -43,8 +50,9 @@ def available_cores() -> int:
 
 
 def threads() -> int:
-    """The number of shards layers split their work into (1: everything inline)."""
-    return _threads
+    """The number of shards layers split their work into (1: everything inline, as
+    inside a shard of :func:`run_shards`)."""
+    return 1 if getattr(_local, "shard", None) else _threads
 
 
 def set_threads(count: int | None) -> None:
@@ -86,7 +94,7 @@ def shard_ranges(size: int, min_size: int = 1, macs: int | None = None) -> list[
     one."""
     if macs is not None and macs < MIN_SHARD_MACS:
         return [(0, size)]
-    count = max(1, min(_threads, size // max(min_size, 1)))
+    count = max(1, min(threads(), size // max(min_size, 1)))
     bounds = [size * i // count for i in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
@@ -117,11 +125,101 @@ def sum_in_order(parts: list[np.ndarray], out: np.ndarray | None = None) -> np.n
 def run(task: Callable[[int, int], T], ranges: list[tuple[int, int]]) -> list[T]:
     """``[task(start, stop) for start, stop in ranges]``, the shards after the first on
     worker threads (the first on the calling thread); results in shard order."""
-    global _executor
     if len(ranges) == 1:
         return [task(*ranges[0])]
+    futures = [_workers().submit(task, start, stop) for start, stop in ranges[1:]]
+    try:
+        first = task(*ranges[0])
+    finally:  # no shard may still be writing when the caller goes on (or handles an error)
+        wait(futures)
+    return [first, *(future.result() for future in futures)]
+
+
+def _workers() -> ThreadPoolExecutor:
+    global _executor
     if _executor is None:
         _executor = ThreadPoolExecutor(max_workers=_threads - 1, thread_name_prefix="shard")
-    futures = [_executor.submit(task, start, stop) for start, stop in ranges[1:]]
-    first = task(*ranges[0])
-    return [first, *(future.result() for future in futures)]
+    return _executor
+
+
+class _ShardGroup:
+    """What the shards of one :func:`run_shards` call share: a barrier, the samples in
+    each shard, and two alternating sets of slots for :func:`all_sum` (a shard writes
+    slot set ``k % 2`` for its k-th sum only after every shard has passed the barrier of
+    sum k - 1, so after they all finished reading sum k - 2 from it)."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+        self.barrier = threading.Barrier(len(sizes))
+        self.slots: tuple[list, list] = ([None] * len(sizes), [None] * len(sizes))
+        self.sums_taken = [0] * len(sizes)
+
+
+def run_shards(task: Callable[[int, int], T], sizes: list[int]) -> list[T]:
+    """``[task(start, stop) ...]`` over consecutive ranges of ``sizes`` items, the first
+    on the calling thread and each other on its own worker thread, as the shards of one
+    step: inside them :func:`threads` is 1, :func:`all_sum` sums over all of them and
+    :func:`step_size` is ``sum(sizes)``. Results in shard order. An error in one shard
+    breaks the others' :func:`all_sum` and is raised once every shard has stopped."""
+    group = _ShardGroup(sizes)
+    bounds = np.cumsum([0, *sizes]).tolist()
+
+    def shard(index: int) -> T:
+        _local.shard = (group, index)
+        try:
+            return task(bounds[index], bounds[index + 1])
+        except BaseException:
+            group.barrier.abort()  # the other shards stop at their next all_sum
+            raise
+        finally:
+            _local.shard = None
+
+    futures = [_workers().submit(shard, i) for i in range(1, len(sizes))]
+    results, errors = [], []
+    try:
+        results.append(shard(0))
+    except BaseException as error:  # Ctrl-C included: the workers stop before it goes on
+        group.barrier.abort()
+        errors.append(error)
+    wait(futures)
+    errors += [e for future in futures if (e := future.exception()) is not None]
+    if errors:  # the shard that failed first, not one its abort broke
+        broken = threading.BrokenBarrierError
+        raise next((e for e in errors if not isinstance(e, broken)), errors[0])
+    return results + [future.result() for future in futures]
+
+
+def in_shard() -> bool:
+    """Whether this thread runs a shard of :func:`run_shards`."""
+    return bool(getattr(_local, "shard", None))
+
+
+def shard_index() -> int:
+    """This thread's shard in :func:`run_shards` (0 outside one)."""
+    shard = getattr(_local, "shard", None)
+    return shard[1] if shard else 0
+
+
+def step_size(local: int) -> int:
+    """The items of all shards of this step, given this shard's ``local`` count
+    (``local`` itself outside :func:`run_shards`)."""
+    shard = getattr(_local, "shard", None)
+    return sum(shard[0].sizes) if shard else local
+
+
+def all_sum(local: np.ndarray) -> np.ndarray:
+    """The sum over every shard of this step of its ``local`` array (the same shape in
+    each), added in shard order so that every shard gets the same bits; ``local`` itself
+    outside :func:`run_shards`. Every shard must call it the same number of times."""
+    shard = getattr(_local, "shard", None)
+    if not shard:
+        return local
+    group, index = shard
+    slots = group.slots[group.sums_taken[index] % 2]
+    group.sums_taken[index] += 1
+    slots[index] = np.array(local, copy=True)
+    group.barrier.wait()
+    total = slots[0].copy()
+    for part in slots[1:]:
+        total += part
+    return total

@@ -48,6 +48,7 @@ class Pool2d(Layer):
     """Shared shape logic of the k x k / stride s poolings."""
 
     feature_stage = True
+    shards_batch = True
 
     def __init__(self, kernel_size: int = 2, stride: int | None = None) -> None:
         super().__init__()

@@ -16,6 +16,7 @@ class Flatten(Layer):
     """Flattens every sample: x (N, d1, d2, ...) -> y (N, d1*d2*...)."""
 
     kind = "flatten"
+    shards_batch = True
     gradcheck_cases = [({}, (2, 3, 3))]
     torch_layout = TorchLayout(module=lambda nn, layer: nn.Flatten())
 

@@ -44,6 +44,7 @@ class ResidualBlock(Layer):
     """
 
     kind = "residual_block"
+    shards_batch = True
     gradcheck_cases = [
         ({"out_channels": 2}, (2, 4, 4)),
         ({"out_channels": 3, "stride": 2}, (2, 4, 4)),

@@ -25,6 +25,7 @@ class Unflatten(Layer):
     """
 
     kind = "unflatten"
+    shards_batch = True
     gradcheck_cases = [({"shape": (2, 3, 3)}, (18,))]
     torch_layout = TorchLayout(module=lambda nn, layer: nn.Unflatten(1, layer.shape))
 
@@ -62,6 +63,7 @@ class Upsample2d(Layer):
     """
 
     kind = "upsample2d"
+    shards_batch = True
     gradcheck_cases = [({"scale": 2}, (2, 3, 3)), ({"scale": 3}, (1, 2, 2))]
     torch_layout = TorchLayout(
         module=lambda nn, layer: nn.Upsample(scale_factor=layer.scale, mode="nearest")

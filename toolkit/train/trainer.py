@@ -13,6 +13,7 @@ import numpy as np
 
 from toolkit.data.batching import iterate_batches, num_batches
 from toolkit.nn import parallel
+from toolkit.nn.data_parallel import DataParallel
 from toolkit.nn.layer import Layer, forward_in_batches
 from toolkit.nn.losses import Loss
 from toolkit.optim.optimizer import Optimizer
@@ -85,10 +86,12 @@ class Trainer:
             :class:`toolkit.data.Augmenter`); it draws from its own generator, so turning
             it on does not change the data order.
         threads: cores used while fitting and predicting (``None``: every available
-            core). Each layer splits its batch into this many shards on worker threads,
-            with BLAS at one thread per shard (see :func:`engine_threads`). Reruns with
-            the same thread count are bit-identical; another count changes results in
-            the last bits (sums over shards are taken in another order).
+            core). A training step runs the model on this many shards of the batch, one
+            per thread (:mod:`toolkit.nn.data_parallel`; models it does not apply to
+            split each layer's work instead), with BLAS at one thread per shard (see
+            :func:`engine_threads`). Reruns with the same thread count are
+            bit-identical; another count changes results in the last bits (sums over
+            shards are taken in another order) and draws other dropout masks.
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class Trainer:
         self.epoch = 0
         self._param_layers = [(p, layer) for p, layer in model.named_layers() if layer.params]
         self._has_val = False
+        self._step: DataParallel | None = None
 
     def _generators(self) -> dict[str, np.random.Generator]:
         """Every random stream training draws from: shuffling, augmentation, dropout masks."""
@@ -210,7 +214,8 @@ class Trainer:
         """One pass over ``train``; returns ``train/*`` metrics, ``lr`` and gradient norms."""
         lr = self.schedule.lr_at(self.epoch - 1)
         self.optimizer.lr = lr
-        model, loss_fn, optimizer = self.model, self.loss, self.optimizer
+        optimizer, step = self.optimizer, self._data_parallel()
+        step.new_epoch(self.batch_size)
         total_loss, correct, seen, steps = 0.0, 0, 0, 0
         norms = np.zeros(len(self._param_layers))
         bar = self._progress_bar(len(train.y))
@@ -221,15 +226,13 @@ class Trainer:
         for xb, yb in batches:
             if self.augment is not None:
                 xb = self.augment(xb, self.augment_rng)
-            output = model.forward(xb, training=True)
-            loss = loss_fn.forward(output, yb)
+            output, loss = step.forward_backward(xb, yb)
             if not math.isfinite(loss):
                 bar.close()
                 raise DivergenceError(
                     f"training diverged: loss became {loss} at epoch {self.epoch}, step "
                     f"{steps + 1} (lr={lr:g}); lower the optimizer's lr or use a schedule"
                 )
-            model.backward(loss_fn.backward())
             if self.log_grad_norms:
                 norms += self._grad_norms()
             optimizer.step(parallel.run_elementwise)
@@ -251,6 +254,13 @@ class Trainer:
             for (path, _), total in zip(self._param_layers, norms, strict=True):
                 logs[f"grad_norm/{path}"] = float(total / steps)
         return logs
+
+    def _data_parallel(self) -> DataParallel:
+        """The step runner of the current model and loss (kept: it holds their replicas)."""
+        step = self._step
+        if step is None or step.model is not self.model or step.loss is not self.loss:
+            self._step = step = DataParallel(self.model, self.loss)
+        return step
 
     def _dtype(self) -> np.dtype:
         """The model's parameter dtype (float32 without parameters): batches are cast to it."""
