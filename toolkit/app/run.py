@@ -40,7 +40,7 @@ def available_cores() -> int:
 
 
 def threads_per_job(hydra_cfg) -> int:
-    """BLAS threads where ``trainer.threads`` is null: all cores for a single run or for
+    """Engine threads where ``trainer.threads`` is null: all cores for a single run or for
     jobs that run one after another; cores / parallel jobs under a parallel launcher."""
     cores = available_cores()
     if hydra_cfg.mode != RunMode.MULTIRUN:

@@ -95,6 +95,8 @@ def shard_ranges(size: int, min_size: int = 1, macs: int | None = None) -> list[
     if macs is not None and macs < MIN_SHARD_MACS:
         return [(0, size)]
     count = max(1, min(threads(), size // max(min_size, 1)))
+    if count == 1:  # the common case on one thread: a layer asks on every pass
+        return [(0, size)]
     bounds = [size * i // count for i in range(count + 1)]
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
