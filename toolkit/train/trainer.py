@@ -85,13 +85,11 @@ class Trainer:
         augment: applied to each training batch, ``augment(x, rng) -> x`` (e.g. a
             :class:`toolkit.data.Augmenter`); it draws from its own generator, so turning
             it on does not change the data order.
-        threads: cores used while fitting and predicting (``None``: every available
-            core). A training step runs the model on this many shards of the batch, one
-            per thread (:mod:`toolkit.nn.data_parallel`; models it does not apply to
-            split each layer's work instead), with BLAS at one thread per shard (see
-            :func:`engine_threads`). Reruns with the same thread count are
-            bit-identical; another count changes results in the last bits (sums over
-            shards are taken in another order) and draws other dropout masks.
+        threads: cores used while fitting and predicting (``None``: every core): a
+            step runs on this many shards of the batch (:mod:`toolkit.nn.data_parallel`,
+            else each layer splits its work), one BLAS thread each. Reruns with the same
+            count are bit-identical; another count sums in another order and may draw
+            other dropout masks.
     """
 
     def __init__(
