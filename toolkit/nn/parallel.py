@@ -191,11 +191,6 @@ def run_shards(task: Callable[[int, int], T], sizes: list[int]) -> list[T]:
     return results + [future.result() for future in futures]
 
 
-def in_shard() -> bool:
-    """Whether this thread runs a shard of :func:`run_shards`."""
-    return bool(getattr(_local, "shard", None))
-
-
 def shard_index() -> int:
     """This thread's shard in :func:`run_shards` (0 outside one)."""
     shard = getattr(_local, "shard", None)
