@@ -60,7 +60,7 @@ class StepTimer:
     def rate(self) -> float:
         """Seconds per training sample of the next chunk."""
         from toolkit.data import ArrayData
-        from toolkit.train.trainer import engine_threads
+        from toolkit.train.threads import engine_threads
 
         end = self.offset + self.chunk
         part = ArrayData(self.train.x[self.offset : end], self.train.y[self.offset : end])

@@ -30,7 +30,7 @@ from toolkit.data.splits import ArrayData, Splits
 from toolkit.nn.layer import Layer
 from toolkit.nn.named_sequential import NamedSequential
 from toolkit.optim.optimizer import Optimizer
-from toolkit.train.trainer import blas_threads
+from toolkit.train.threads import blas_threads
 
 FEATURE_BATCH = 64  # images per forward pass of the prefix
 

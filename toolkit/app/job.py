@@ -33,7 +33,7 @@ from toolkit.nn.layer import Layer, forward_in_batches
 from toolkit.nn.losses import Loss
 from toolkit.registry import ConfigError, datasets, losses, models, optimizers, schedules
 from toolkit.train import EarlyStopping, Trainer
-from toolkit.train.trainer import engine_threads
+from toolkit.train.threads import engine_threads
 
 DTYPES = ("float32", "float64")
 SCHEDULE_INPUTS = {"base_lr": "optim.lr", "total_epochs": "trainer.epochs"}  # not schedule.*

@@ -78,11 +78,12 @@ class DataParallel:
 
     def __init__(self, model: Layer, loss: Loss) -> None:
         self.model, self.loss = model, loss
-        self.shardable = getattr(loss, "shards_batch", False) and all(
+        shardable = getattr(loss, "shards_batch", False) and all(
             getattr(layer, "shards_batch", False) for layer in all_layers(model)
         )
-        self._macs = macs_per_sample(model) if self.shardable else 0
+        self._macs = macs_per_sample(model) if shardable else 0  # 0: always one pass
         self._replicas: list[tuple[Layer, Loss]] = []
+        self._grad_pairs: list[list[tuple[Layer, Layer]]] = []  # per replica: (leaf, twin)
         self._structure: list[tuple] = []
 
     def shard_sizes(self, samples: int) -> list[int]:
@@ -110,9 +111,20 @@ class DataParallel:
             for layer in all_layers(self.model)
         ]
         if structure != self._structure or len(self._replicas) < count - 1:
-            self._structure, self._replicas = structure, []
-            for _ in range(count - 1):
-                self._replicas.append((replicate(self.model), copy.deepcopy(self.loss)))
+            self._structure = structure
+            self._replicas = [
+                (replicate(self.model), copy.deepcopy(self.loss)) for _ in range(count - 1)
+            ]
+            self._grad_pairs = [
+                [
+                    (layer, twin)
+                    for (_, layer), (_, twin) in zip(
+                        self.model.named_layers(), replica.named_layers(), strict=True
+                    )
+                    if layer.grads
+                ]
+                for replica, _ in self._replicas
+            ]
         for replica, _ in self._replicas:
             for layer, twin in zip(all_layers(self.model), all_layers(replica), strict=True):
                 if isinstance(getattr(layer, "rng", None), np.random.Generator):
@@ -140,10 +152,8 @@ class DataParallel:
             return output, value
 
         parts = parallel.run_shards(shard, sizes)
-        for replica, _ in self._replicas[: len(sizes) - 1]:
-            for (_, layer), (_, twin) in zip(
-                self.model.named_layers(), replica.named_layers(), strict=True
-            ):
+        for pairs in self._grad_pairs[: len(sizes) - 1]:  # in shard order
+            for layer, twin in pairs:
                 for key, grad in layer.grads.items():
                     grad += twin.grads[key]
         return np.concatenate([output for output, _ in parts]), sum(v for _, v in parts)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,26 +20,7 @@ from toolkit.optim.schedules import Constant, Schedule
 from toolkit.registry import bad_value
 from toolkit.train.callbacks import Callback
 from toolkit.train.metrics import accuracy
-
-
-def blas_threads(threads: int | None) -> contextlib.AbstractContextManager:
-    """A context limiting BLAS to ``threads`` threads (no limit for ``None``)."""
-    if threads is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads, user_api="blas")
-
-
-@contextlib.contextmanager
-def engine_threads(threads: int | None) -> Iterator[int]:
-    """A context running the NumPy engine on ``threads`` cores (``None``: every available
-    core): layers split each batch into that many shards on worker threads
-    (:mod:`toolkit.nn.parallel`) and BLAS runs one thread per shard, so the cores are
-    never oversubscribed and OpenBLAS's spinning workers never wait on each other.
-    Yields the thread count."""
-    with blas_threads(1), parallel.using_threads(threads) as count:
-        yield count
+from toolkit.train.threads import engine_threads
 
 
 def _strip(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
