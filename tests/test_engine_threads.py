@@ -319,3 +319,15 @@ def test_in_layout_of_copies_only_across_memory_orders():
     assert in_layout_of(channel_major, values[:, :, ::2]) is channel_major  # shapes differ
     strided = np.zeros((3, 4, 5, 12))[..., ::2]  # no contiguous order
     assert in_layout_of(channel_major, strided) is channel_major
+
+
+def test_the_engine_warms_blas_once_before_its_first_gemm(monkeypatch):
+    from toolkit.train import threads
+
+    calls = []
+    monkeypatch.setattr(threads.np, "matmul", lambda *args: calls.append(args[0].shape))
+    threads.warm_blas.cache_clear()
+    for _ in range(2):
+        with threads.engine_threads(1):
+            pass
+    assert calls == [(512, 512)]

@@ -33,6 +33,9 @@ pytest.importorskip("torchvision")
 from toolkit.interop.named_state import to_torch_state  # noqa: E402
 from toolkit.interop.pretrained import expected_file, weights_enum  # noqa: E402
 
+# one worker: the ~20 s torch_home fixture below is made once, not once per worker
+pytestmark = pytest.mark.xdist_group("torch-home")
+
 SIZE = 24  # photo side: ResNet-18 works down to 1x1 layer4 maps
 SOURCE_ANGLES = [0.0, np.pi / 2, np.pi / 4, 3 * np.pi / 4]
 MEAN, STD = (np.array(v)[:, None, None] for v in ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
+
+import numpy as np
 
 from toolkit.nn import parallel
 
@@ -17,6 +20,18 @@ def blas_threads(threads: int | None) -> contextlib.AbstractContextManager:
     return threadpool_limits(limits=threads, user_api="blas")
 
 
+@functools.cache
+def warm_blas() -> None:
+    """Run one 512x512x512 float32 GEMM (a few milliseconds), once per process.
+
+    NumPy's OpenBLAS (0.3.31, Haswell kernels) runs the engine's small single-thread
+    GEMMs at half speed until the process has made one GEMM at least 384 wide on this
+    side: (64, 784) @ (784, 128) measured 17 GFLOP/s cold and 37 GFLOP/s after it, in
+    every thread, from then on (``bench/README.md``, "BLAS warm-up")."""
+    square = np.ones((512, 512), dtype=np.float32)
+    np.matmul(square, square)
+
+
 @contextlib.contextmanager
 def engine_threads(threads: int | None) -> Iterator[int]:
     """A context running the NumPy engine on ``threads`` cores (``None``: every available
@@ -26,4 +41,5 @@ def engine_threads(threads: int | None) -> Iterator[int]:
     never oversubscribed and OpenBLAS's spinning workers never wait on each other.
     Yields the thread count."""
     with blas_threads(1), parallel.using_threads(threads) as count:
+        warm_blas()
         yield count
