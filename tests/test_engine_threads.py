@@ -331,3 +331,38 @@ def test_the_engine_warms_blas_once_before_its_first_gemm(monkeypatch):
         with threads.engine_threads(1):
             pass
     assert calls == [(512, 512)]
+
+
+def test_a_step_too_small_to_split_shares_its_gemms_on_blas_threads_bit_identically():
+    from threadpoolctl import threadpool_info
+
+    spec = ModelSpec("mlp", (1, 28, 28), 10, {"hidden_sizes": [128, 64], "activation": "relu"})
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 1, 28, 28)).astype(np.float32)
+    data = ArrayData(x, rng.integers(0, 10, 256))
+    seen, weights = set(), []
+    for _ in range(2):
+        model = build_model(spec, seed=0)
+        trainer = Trainer(
+            model, losses.build("cross_entropy"), optimizers.build("adam", model),
+            epochs=2, batch_size=64, progress=False, threads=2,
+        )  # fmt: skip
+        dense_forward = model.layers[1].forward
+
+        def forward(x, training=False, dense_forward=dense_forward):
+            blas = max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+            seen.add(("train" if training else "eval", blas))
+            return dense_forward(x, training)
+
+        model.layers[1].forward = forward
+        trainer.fit(data)
+        trainer.predict(x)
+        weights.append(
+            [p.copy() for _, layer in model.named_layers() for p in layer.params.values()]
+        )
+    assert seen == {
+        ("train", 2),
+        ("eval", 1),
+    }  # eval shards its batch of 1000 on 1 BLAS thread each
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -75,6 +75,18 @@ def test_cross_entropy_accepts_distributions_and_label_smoothing():
     assert check_loss(smoothed, logits, rng.integers(0, 4, size=5)) <= TOLERANCE
 
 
+def test_cross_entropy_on_labels_equals_it_on_their_one_hot_rows():
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((7, 4)) * 10  # large logits: the max shift matters
+    labels = rng.integers(0, 4, size=7)
+    on_labels, on_rows = losses.build("cross_entropy"), losses.build("cross_entropy")
+    value = on_labels.forward(logits, labels)
+    expected = -np.log(np.exp(logits) / np.exp(logits).sum(1, keepdims=True))[range(7), labels]
+    assert value == pytest.approx(expected.mean(), rel=1e-12)
+    assert on_rows.forward(logits, np.eye(4)[labels]) == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(on_labels.backward(), on_rows.backward(), rtol=1e-12, atol=1e-15)
+
+
 def test_gradient_check_catches_a_wrong_gradient():
     """The checker itself can fail: a layer with a deliberately wrong backward is caught."""
     rng = np.random.default_rng(4)

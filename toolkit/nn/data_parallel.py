@@ -81,7 +81,8 @@ class DataParallel:
         shardable = getattr(loss, "shards_batch", False) and all(
             getattr(layer, "shards_batch", False) for layer in all_layers(model)
         )
-        self._macs = macs_per_sample(model) if shardable else 0  # 0: always one pass
+        self._model_macs = macs_per_sample(model)
+        self._macs = self._model_macs if shardable else 0  # 0: always one pass
         self._replicas: list[tuple[Layer, Loss]] = []
         self._grad_pairs: list[list[tuple[Layer, Layer]]] = []  # per replica: (leaf, twin)
         self._structure: list[tuple] = []
@@ -96,6 +97,14 @@ class DataParallel:
         if count < 2:
             return [samples]
         return np.diff([samples * i // count for i in range(count + 1)]).tolist()
+
+    def blas_threads(self, batch_size: int) -> int:
+        """BLAS threads for steps of ``batch_size``: ``parallel.threads()`` when the whole
+        step is too small to split (below ``parallel.MIN_SHARD_MACS``, so no layer splits
+        either: BLAS's own threads share each GEMM without the GIL), else 1 per shard."""
+        if batch_size * self._model_macs < parallel.MIN_SHARD_MACS:
+            return parallel.threads()
+        return 1
 
     def new_epoch(self, batch_size: int) -> None:
         """Ready the replicas for an epoch of ``batch_size`` batches on

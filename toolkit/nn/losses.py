@@ -83,26 +83,31 @@ class CrossEntropy(Loss):
         self.label_smoothing = label_smoothing
 
     def forward(self, output: np.ndarray, target: np.ndarray) -> float:
-        log_probs = log_softmax(output)
         n, k = output.shape
-        self._probs = np.exp(log_probs)
         if target.ndim == 1 and self.label_smoothing == 0.0:
-            self._labels, self._target = target, None
-            return float(-log_probs[np.arange(n), target].mean())
+            # the log-softmax at the labels only: shifted logit - log(sum of exps)
+            shifted = output - np.maximum.reduce(output, axis=1, keepdims=True)
+            self._probs = probs = np.exp(shifted)
+            sums = np.add.reduce(probs, axis=1, keepdims=True)
+            probs /= sums
+            self._picks = target + np.arange(0, n * k, k)  # flat index of each label
+            self._target = None
+            return float(np.log(sums).sum() - shifted.ravel().take(self._picks).sum()) / n
+        log_probs = log_softmax(output)
+        self._probs = np.exp(log_probs)
         dense = dense_target(output, target)
         if self.label_smoothing:
             dense = dense * (1.0 - self.label_smoothing) + self.label_smoothing / k
-        self._labels, self._target = None, dense
+        self._picks, self._target = None, dense
         return float(-(dense * log_probs).sum() / n)
 
     def backward(self) -> np.ndarray:
-        grad = self._probs.copy()
-        n = grad.shape[0]
-        if self._labels is not None:
-            grad[np.arange(n), self._labels] -= 1.0
+        n = self._probs.shape[0]
+        grad = np.multiply(self._probs, self._probs.dtype.type(1.0 / n))
+        if self._picks is not None:
+            grad.ravel()[self._picks] -= self._probs.dtype.type(1.0 / n)
         else:
-            grad -= self._target
-        grad /= n
+            grad -= self._target / n
         return grad
 
     def link(self, output: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from toolkit.optim.schedules import Constant, Schedule
 from toolkit.registry import bad_value
 from toolkit.train.callbacks import Callback
 from toolkit.train.metrics import accuracy
-from toolkit.train.threads import engine_threads
+from toolkit.train.threads import blas_threads, engine_threads
 
 
 def _strip(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -187,17 +187,35 @@ class Trainer:
             callback.on_fit_end(self, logs)
         return self.history
 
-    @np.errstate(over="ignore", invalid="ignore")  # a NaN/inf loss raises DivergenceError
     def train_epoch(self, train: Data) -> dict[str, float]:
         """One pass over ``train``; returns ``train/*`` metrics, ``lr`` and gradient norms."""
         lr = self.schedule.lr_at(self.epoch - 1)
         self.optimizer.lr = lr
-        optimizer, step = self.optimizer, self._data_parallel()
+        step = self._data_parallel()
         step.new_epoch(self.batch_size)
-        total_loss, correct, seen, steps = 0.0, 0, 0, 0
-        norms = np.zeros(len(self._param_layers))
         bar = self._progress_bar(len(train.y))
         started = time.perf_counter()
+        with blas_threads(step.blas_threads(self.batch_size)):
+            total_loss, correct, seen, steps, norms = self._steps(train, step, bar)
+        bar.close()
+        logs = {"train/loss": total_loss / seen, "lr": lr}
+        if self.classification:
+            logs["train/acc"] = correct / seen
+        logs["time/epoch_s"] = time.perf_counter() - started
+        if self.log_grad_norms:
+            for (path, _), total in zip(self._param_layers, norms, strict=True):
+                logs[f"grad_norm/{path}"] = float(total / steps)
+        return logs
+
+    @np.errstate(over="ignore", invalid="ignore")  # a NaN/inf loss raises DivergenceError
+    def _steps(
+        self, train: Data, step: DataParallel, bar
+    ) -> tuple[float, int, int, int, np.ndarray]:
+        """The epoch's optimizer steps: (summed loss x samples, correct predictions,
+        samples, steps, summed gradient norms per parameter layer)."""
+        optimizer = self.optimizer
+        total_loss, correct, seen, steps = 0.0, 0, 0, 0
+        norms = np.zeros(len(self._param_layers))
         batches = iterate_batches(
             train.x, train.y, self.batch_size, True, self.rng, dtype=self._dtype()
         )
@@ -209,7 +227,8 @@ class Trainer:
                 bar.close()
                 raise DivergenceError(
                     f"training diverged: loss became {loss} at epoch {self.epoch}, step "
-                    f"{steps + 1} (lr={lr:g}); lower the optimizer's lr or use a schedule"
+                    f"{steps + 1} (lr={optimizer.lr:g}); lower the optimizer's lr or use a "
+                    "schedule"
                 )
             if self.log_grad_norms:
                 norms += self._grad_norms()
@@ -223,15 +242,7 @@ class Trainer:
             bar.update(1)
             if steps % 50 == 0:
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
-        bar.close()
-        logs = {"train/loss": total_loss / seen, "lr": lr}
-        if self.classification:
-            logs["train/acc"] = correct / seen
-        logs["time/epoch_s"] = time.perf_counter() - started
-        if self.log_grad_norms:
-            for (path, _), total in zip(self._param_layers, norms, strict=True):
-                logs[f"grad_norm/{path}"] = float(total / steps)
-        return logs
+        return total_loss, correct, seen, steps, norms
 
     def _data_parallel(self) -> DataParallel:
         """The step runner of the current model and loss (kept: it holds their replicas)."""
