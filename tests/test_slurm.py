@@ -207,8 +207,11 @@ def cancelled_sweep(slurm, tmp_path_factory):
     (folder / "plugins").mkdir()
     (folder / "plugins" / "sleepy_relu.py").write_text(SLEEPY_RELU)
     slurm = {**slurm, "TOOLKIT_PLUGINS": str(folder / "plugins")}
+    # trainer.threads=1: the thread count of a SLURM job here (cores / jobs); reruns are
+    # bit-identical for a given count (a 2-thread run may share its GEMMs on BLAS threads)
     reference = toolkit(
-        *SLOW, "seed=1", "logger=none", "hydra.run.dir=out", cwd=folder / "reference",
+        *SLOW, "seed=1", "logger=none", "trainer.threads=1", "hydra.run.dir=out",
+        cwd=folder / "reference",
         env=slurm, wait=False,
     )  # fmt: skip
     sweep = toolkit(*SLURM, *SLOW, f"hydra.sweep.dir={SWEEP_DIR}", "seed=0,1", cwd=folder,
