@@ -102,12 +102,12 @@ class CrossEntropy(Loss):
         return float(-(dense * log_probs).sum() / n)
 
     def backward(self) -> np.ndarray:
-        n = self._probs.shape[0]
-        grad = np.multiply(self._probs, self._probs.dtype.type(1.0 / n))
+        scale = self._probs.dtype.type(1.0 / self._probs.shape[0])  # the mean over samples
+        grad = self._probs * scale
         if self._picks is not None:
-            grad.ravel()[self._picks] -= self._probs.dtype.type(1.0 / n)
+            grad.ravel()[self._picks] -= scale
         else:
-            grad -= self._target / n
+            grad -= self._target * scale
         return grad
 
     def link(self, output: np.ndarray) -> np.ndarray:
