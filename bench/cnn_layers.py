@@ -6,10 +6,11 @@ and how it compares with PyTorch CPU.
 (a) per-layer forward/backward time of the toolkit model as ``Sequential`` runs it (a
     ReLU, or a batch norm and a ReLU, before a 2x2 max-pool run inside the pool), with
     GFLOP/s for the GEMM layers, on 1 and on 2 threads;
-(b) one training step (forward, cross-entropy, backward, Adam) side by side with the same
-    network in ``torch.nn`` (the idiomatic loop: tensors made once, ``zero_grad(set_to_
-    none=True)``), at equal threads (1 and 2), alternating rounds so that machine noise
-    hits both; samples/s, the ratio, and the step's GFLOP/s against the GEMM yardstick.
+(b) one training step (forward, cross-entropy, backward, Adam) as the Trainer runs it
+    (its data-parallel step and flat Adam update) side by side with the same network in
+    ``torch.nn`` (the idiomatic loop: tensors made once, ``zero_grad(set_to_none=True)``),
+    at equal threads (1 and 2), alternating rounds so that machine noise hits both;
+    samples/s, the ratio, and the step's GFLOP/s against the GEMM yardstick.
 
 Usage::
 
@@ -32,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from torch_twins import gemm_gflops, torch_twin  # bench/ is on sys.path
 
+from toolkit.nn import parallel
+from toolkit.nn.data_parallel import DataParallel
 from toolkit.nn.layer import Layer, Sequential
 from toolkit.registry import load_builtins, losses, models, optimizers
 from toolkit.train.trainer import engine_threads
@@ -159,15 +162,21 @@ def layer_breakdown(model: Sequential, x: np.ndarray, repeats: int, gemm: float)
 
 
 def toolkit_stepper(model: Sequential, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
-    loss = losses.get("cross_entropy")()
+    """The Trainer's step: forward, loss and backward through its ``DataParallel`` (the
+    batch split over the engine's threads where the model allows it), then Adam over the
+    flat parameters (``optimizer.step(parallel.run_elementwise)``)."""
+    step = DataParallel(model, losses.get("cross_entropy")())
     optimizer = optimizers.get("adam")(model, lr=1e-3)
+    prepared_for: list[int] = []  # the thread count the replicas were made for
 
-    def step() -> None:
-        loss.forward(model.forward(x, training=True), y)
-        model.backward(loss.backward())
-        optimizer.step()
+    def run() -> None:
+        if prepared_for != [parallel.threads()]:
+            step.new_epoch(len(x))
+            prepared_for[:] = [parallel.threads()]
+        step.forward_backward(x, y)
+        optimizer.step(parallel.run_elementwise)
 
-    return step
+    return run
 
 
 def torch_stepper(net, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
