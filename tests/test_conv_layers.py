@@ -92,9 +92,9 @@ def test_conv2d_in_many_chunks_matches_torch_step_after_step(
 ):
     """im2col runs one chunk of output rows at a time into buffers the layer keeps
     (conv_batch_last.CHUNK_BYTES, here a row or a few per chunk so that every shard loops
-    over chunks of unequal length), and dx one convolution per stride phase (with k < s
-    some phases get no tap): torch's results on every step, also when the batch size
-    changes and after the backward's own convolutions of dy have used the buffers."""
+    over chunks of unequal length), and dx one convolution of dy (stride 1) or a scatter
+    of W^T dy (strided; with k < s some input pixels get no tap): torch's results on every
+    step, also when the batch size changes and after the backward has used the buffers."""
     from toolkit.nn import conv_batch_last, parallel
 
     monkeypatch.setattr(conv_batch_last, "CHUNK_BYTES", 2 * 9 * 4 * 8 * 7)
@@ -104,6 +104,22 @@ def test_conv2d_in_many_chunks_matches_torch_step_after_step(
         with parallel.using_threads(threads):
             y, dx, dy = forward_backward(conv, x, seed=batch)
         assert_conv_matches_torch(conv, x, y, dx, dy)
+
+
+def test_a_strided_convs_input_gradient_split_over_channels_matches_torch(monkeypatch):
+    """A strided conv's dx scatters W^T dy per shard of input channels (forced here on
+    2 threads by a zero sharding threshold): torch's dx, and the same bits on a rerun."""
+    from toolkit.nn import parallel
+
+    monkeypatch.setattr(parallel, "MIN_SHARD_MACS", 0)
+    conv = built(Conv2d(4, 3, stride=2, padding=1, floor_mode=True), (8, 9, 8))
+    x = np.random.default_rng(0).standard_normal((3, 8, 9, 8))
+    with parallel.using_threads(2):
+        y, dx, dy = forward_backward(conv, x)
+        rerun = forward_backward(conv, x)[1]
+    assert "scattered taps 4 from channel 4" in conv._workspace  # the second shard's
+    assert_conv_matches_torch(conv, x, y, dx, dy)
+    np.testing.assert_array_equal(rerun, dx)
 
 
 def test_conv2d_floor_mode_drops_leftover_rows_like_torch():
