@@ -72,7 +72,8 @@ ROWS_JS = """
 }
 """
 
-pytestmark = [pytest.mark.cluster, requires_mnist]
+# one xdist worker runs the whole module, so its study sweep and browser start once
+pytestmark = [pytest.mark.cluster, requires_mnist, pytest.mark.xdist_group("ui-browser")]
 
 
 def sync_playwright():

@@ -183,7 +183,7 @@ def scattered_input_grad(
     f, c, k = kernels.shape[:3]
     n, _, out_h, out_w = dy.shape
     g = batch_last.to_batch_last(dy, dtype=kernels.dtype).reshape(f, -1)  # (F, H'*W'*N)
-    turned = np.ascontiguousarray(kernels.reshape(f, -1).T)  # (C*k*k, F), rows (c, i, j)
+    transposed = np.ascontiguousarray(kernels.reshape(f, -1).T)  # (C*k*k, F), rows (c, i, j)
     dx = np.zeros((c, h, w, n), dtype=kernels.dtype)
     line = out_w * n
     per_chunk = chunk_rows(c * k * k, line, g.dtype.itemsize)
@@ -206,14 +206,14 @@ def scattered_input_grad(
         for r0 in range(0, out_h, per_chunk):
             r1 = min(r0 + per_chunk, out_h)
             width = (r1 - r0) * line
-            np.matmul(turned[c0 * k * k : c1 * k * k], g[:, r0 * line : r1 * line],
+            np.matmul(transposed[c0 * k * k : c1 * k * k], g[:, r0 * line : r1 * line],
                       out=buffer[:, :width])  # fmt: skip
-            taps = buffer[:, :width].reshape(c1 - c0, k, k, r1 - r0, out_w, n)
+            shares = buffer[:, :width].reshape(c1 - c0, k, k, r1 - r0, out_w, n)
             for i in range(k):
                 rows = spans(i, h, r0, r1)
                 for j, cols in enumerate(columns):
                     if rows is not None and cols is not None:
-                        dx[c0:c1, rows[1], cols[1]] += taps[:, i, j, rows[0], cols[0]]
+                        dx[c0:c1, rows[1], cols[1]] += shares[:, i, j, rows[0], cols[0]]
 
     parallel.run(shard, parallel.shard_ranges(c, min_size=4, macs=c * k * k * f * out_h * line))
     return dx
