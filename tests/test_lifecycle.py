@@ -262,6 +262,54 @@ def test_a_signal_whose_exception_library_code_swallowed_still_stops_the_run(tmp
     assert all(r.info.status == "KILLED" for r in runs(tmp_path))
 
 
+def test_a_sigkilled_run_is_ended_killed_by_the_next_run_and_resumes_bit_identically(
+    tmp_path, uninterrupted
+):
+    process = start(tmp_path, *LONG)
+    wait_for_epoch(tmp_path)
+    process.kill()  # nothing in the process can end its run
+    process.communicate(timeout=60)
+    (left,) = runs(tmp_path)
+    assert left.info.status == "RUNNING"
+
+    other = toolkit(*SPIRALS, "trainer.epochs=1", cwd=tmp_path)
+    assert other.returncode == 0, other.stderr[-2000:]
+    (line,) = [
+        w for w in other.stderr.splitlines() if w.startswith(f"warning: run {left.info.run_name}")
+    ]
+    assert f"({left.info.run_id}) was left RUNNING" in line and "marked KILLED" in line
+    by_id = {r.info.run_id: r for r in runs(tmp_path)}
+    killed = by_id.pop(left.info.run_id)
+    (newer,) = by_id.values()
+    assert killed.info.status == "KILLED" and killed.data.tags["toolkit.end"] == "killed"
+    assert "SIGKILL" in killed.data.tags["failure_reason"]
+    assert killed.info.start_time <= killed.info.end_time <= newer.info.start_time
+    assert newer.info.status == "FINISHED"
+
+    resume = line.split("resume it with its command and ", 1)[1]  # trainer.resume=<run id>
+    resumed = toolkit(*LONG, resume, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    run = next(r for r in runs(tmp_path) if r.info.run_id == left.info.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["toolkit.end"] == "finished"
+    assert "failure_reason" not in run.data.tags
+    newest = max(tmp_path.glob("outputs/*/*"), key=lambda p: p.stat().st_mtime)
+    assert (newest / "metrics.json").read_text() == (uninterrupted / "metrics.json").read_text()
+    assert weights(newest / "checkpoint.npz") == weights(uninterrupted / "checkpoint.npz")
+
+
+def test_a_run_started_beside_a_live_one_leaves_it_running(tmp_path, cache_dir):
+    process = start(tmp_path, *SPIRALS, "trainer.epochs=100000")
+    wait_for_epoch(tmp_path)
+    other = toolkit(*SPIRALS, "trainer.epochs=1", cwd=tmp_path)
+    assert other.returncode == 0 and "was left RUNNING" not in other.stderr
+    alive = process.poll() is None
+    statuses = sorted(r.info.status for r in runs(tmp_path))
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert alive and statuses == ["FINISHED", "RUNNING"]
+    assert sorted(r.info.status for r in runs(tmp_path)) == ["FINISHED", "KILLED"]
+
+
 def test_a_resume_with_another_config_is_refused_naming_the_keys(tmp_path, uninterrupted):
     before = runs(tmp_path)
     other = [a for a in LONG if not a.startswith("trainer.epochs")]

@@ -20,11 +20,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit.registry import ConfigError
-from toolkit.track.names import RUN_ID, flatten_params
+from toolkit.track.names import LAST_CHECKPOINT, RUN_ID, flatten_params
 from toolkit.track.sweep_records import RESULT_FILE, JobResult
 from toolkit.train.checkpoint import read_checkpoint
 
-LAST_CHECKPOINT = "checkpoint_last.npz"
 SEARCH_ROOTS = ("outputs", "multirun")
 NOT_TRAINING = ("logger", "trainer.resume", "trainer.progress", "trainer.threads",
                 "dataset.root", "dataset.download", "post_fit")  # fmt: skip

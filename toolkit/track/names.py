@@ -33,6 +33,7 @@ MODEL_CHECKPOINT = "model/artifacts/checkpoint.npz"
 CHECKPOINT_ARTIFACT = "checkpoint/checkpoint.npz"
 FIGURES_FOLDER = "figures"
 ERROR_FILE = "error.txt"
+LAST_CHECKPOINT = "checkpoint_last.npz"  # in a run folder: the newest epoch's resume state
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 _BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")

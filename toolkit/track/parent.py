@@ -19,6 +19,7 @@ from toolkit.track.names import (
     TAG_SWEPT_KEYS,
     clean_key,
 )
+from toolkit.track.orphans import TAG_PROCESS, end_orphaned_runs, process_tag
 from toolkit.track.store import open_experiment
 from toolkit.track.sweep_records import JobResult, SweepInfo, best_result
 from toolkit.track.ui import parent_headline_metrics
@@ -54,11 +55,13 @@ def start_parent_run(
     study report) goes into a tag. Returns (experiment id, run id)."""
     experiment_id = open_experiment(tracking_uri, experiment, experiment_tags)
     client = _client(tracking_uri)
+    end_orphaned_runs(client, experiment_id)
     run = client.create_run(
         experiment_id,
         run_name=f"sweep {','.join(swept_keys) or 'jobs'}",
         tags={
             TAG_SWEEP: "parent",
+            TAG_PROCESS: process_tag(),
             TAG_SWEPT_KEYS: json.dumps(swept_keys),
             **({TAG_REFERENCE: json.dumps(reference)} if reference else {}),
         },
@@ -86,6 +89,8 @@ def reuse_parent_run(
     )
     for parent in parents:
         if json.loads(parent.data.tags.get(TAG_SWEPT_KEYS, "[]")) == swept_keys:
+            end_orphaned_runs(client, experiment_id, keep=parent.info.run_id)
+            client.set_tag(parent.info.run_id, TAG_PROCESS, process_tag())
             client.update_run(parent.info.run_id, status="RUNNING")
             return experiment_id, parent.info.run_id
     return None
