@@ -12,7 +12,8 @@ import sys
 import mlflow
 import pytest
 
-from toolkit.track.orphans import TAG_PROCESS, end_orphaned_runs, owner_gone, process_tag
+from toolkit.track.names import TAG_PROCESS
+from toolkit.track.orphans import end_orphaned_runs, owner_gone, process_tag
 from toolkit.track.parent import start_parent_run
 from toolkit.track.tracked_run import TrackedRun
 

@@ -22,6 +22,7 @@ TAG_SWEPT_KEYS = "toolkit.swept_keys"  # JSON list of the keys a sweep varies
 TAG_SWEEP_END = "toolkit.sweep_end"  # completed | interrupted
 TAG_REFERENCE = "toolkit.reference"  # JSON: published results the study report prints
 TAG_PARENT = "mlflow.parentRunId"
+TAG_PROCESS = "toolkit.process"  # JSON: the process that owns a RUNNING run (track/orphans)
 STALE_ON_RESUME = (TAG_FAILURE, TAG_END)  # tags a resumed run must not keep
 
 # Artifacts

@@ -34,9 +34,9 @@ from toolkit.track.names import (
     TAG_END,
     TAG_FAILURE,
     TAG_OUTPUT_DIR,
+    TAG_PROCESS,
 )
 
-TAG_PROCESS = "toolkit.process"  # JSON: the process that owns a RUNNING run
 LOGGER = logging.getLogger("toolkit.track")
 
 
@@ -89,7 +89,7 @@ def owner_gone(tag: str) -> bool:
         return True  # the machine restarted since
     if namespace != _pid_namespace():
         return False  # another container's processes
-    if start is not None and Path("/proc").is_dir():
+    if start is not None:  # read from this machine's /proc
         return _start_ticks(pid) != start  # no such process, or a new one with its pid
     try:
         os.kill(pid, 0)
@@ -113,9 +113,9 @@ def _last_activity_ms(run) -> int | None:
 def _resume_hint(run) -> str:
     """How to resume ``run``: from its folder's newest checkpoint, else from the one it
     uploaded; '' when it has neither."""
-    folder = Path(run.data.tags.get(TAG_OUTPUT_DIR, "") or "/nonexistent")
-    if (folder / LAST_CHECKPOINT).is_file():
-        target = shlex.quote(str(folder))
+    folder = run.data.tags.get(TAG_OUTPUT_DIR)
+    if folder and (Path(folder) / LAST_CHECKPOINT).is_file():
+        target = shlex.quote(folder)
     elif TAG_CHECKPOINT in run.data.tags:
         target = run.info.run_id
     else:
@@ -127,10 +127,10 @@ def end_orphaned_runs(client, experiment_id: str, keep: str | None = None) -> li
     """End KILLED every RUNNING run of ``experiment_id`` (except ``keep``) whose owning
     process (its :data:`TAG_PROCESS`) has ended, with a warning line per run; returns
     those runs. Best effort: a store that fails here is left as it was."""
+    from toolkit.track.parent import search_all_runs  # parent.py imports this module
+
     try:
-        running = client.search_runs(
-            [experiment_id], "attributes.status = 'RUNNING'", max_results=1000
-        )
+        running = search_all_runs(client, [experiment_id], "attributes.status = 'RUNNING'")
         orphans = [
             run
             for run in running

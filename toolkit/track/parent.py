@@ -13,13 +13,14 @@ from toolkit.track.names import (
     MAX_PARAM_LENGTH,
     TAG_END,
     TAG_PARENT,
+    TAG_PROCESS,
     TAG_REFERENCE,
     TAG_SWEEP,
     TAG_SWEEP_END,
     TAG_SWEPT_KEYS,
     clean_key,
 )
-from toolkit.track.orphans import TAG_PROCESS, end_orphaned_runs, process_tag
+from toolkit.track.orphans import end_orphaned_runs, process_tag
 from toolkit.track.store import open_experiment
 from toolkit.track.sweep_records import JobResult, SweepInfo, best_result
 from toolkit.track.ui import parent_headline_metrics

@@ -27,9 +27,11 @@ from toolkit.track.names import (
     TAG_CHECKPOINT,
     TAG_END,
     TAG_FAILURE,
+    TAG_PARENT,
+    TAG_PROCESS,
     clean_key,
 )
-from toolkit.track.orphans import TAG_PROCESS, end_orphaned_runs, process_tag
+from toolkit.track.orphans import end_orphaned_runs, process_tag
 from toolkit.track.store import open_experiment, store_error, use_tracking_uri
 
 END_TIMEOUT_S = 30.0  # how long ending a run may wait for the store (e.g. after a signal)
@@ -100,7 +102,8 @@ class TrackedRun:
         use_tracking_uri(self.tracking_uri)
         self.mlflow = mlflow
         self.tags[TAG_PROCESS] = process_tag()  # ends this run KILLED if it dies unseen
-        end_orphaned_runs(mlflow.MlflowClient(self.tracking_uri), experiment_id, keep=run_id)
+        if TAG_PARENT not in self.tags:  # a sweep's parent run tidied as the sweep started
+            end_orphaned_runs(mlflow.MlflowClient(self.tracking_uri), experiment_id, keep=run_id)
         if run_id is not None:
             try:
                 self._run_id = mlflow.start_run(run_id=run_id, tags=self.tags).info.run_id
