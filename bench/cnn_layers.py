@@ -28,10 +28,10 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-from torch_twins import gemm_gflops, torch_twin  # bench/ is on sys.path
+from toolkit_runner import recipe_options  # bench/ is on sys.path
+from torch_twins import gemm_gflops, torch_twin
 
 from toolkit.nn import parallel
 from toolkit.nn.data_parallel import DataParallel
@@ -42,14 +42,6 @@ from toolkit.train.trainer import engine_threads
 INPUT_SHAPE = (1, 28, 28)
 CLASSES = 10
 PAUSE_S = 0.3  # between contenders: lets spinning OpenMP/BLAS workers go idle
-
-
-def recipe_options() -> dict:
-    """The ``model:`` options of the ``+model=cnn`` recipe (toolkit/conf/model/cnn.yaml)."""
-    import yaml
-
-    path = Path(__file__).resolve().parents[1] / "toolkit" / "conf" / "model" / "cnn.yaml"
-    return dict(yaml.safe_load(path.read_text())["model"])
 
 
 def toolkit_model(name: str = "cnn", **options) -> Sequential:

@@ -31,7 +31,7 @@ import statistics
 import time
 
 import numpy as np
-from toolkit_runner import ToolkitRunner, epoch_seconds  # bench/ is on sys.path
+from toolkit_runner import ToolkitRunner, epoch_seconds, recipe  # bench/ is on sys.path
 from torch_twins import torch_twin
 
 from toolkit.data import ArrayData, load_dataset, split_dataset
@@ -44,8 +44,13 @@ SPECS = {
     "cnn": ModelSpec("cnn", MNIST, 10, {}),
     "autoencoder": ModelSpec("autoencoder", MNIST, 784, {"hidden_sizes": [128], "latent": 32}),
     "resnet": ModelSpec("resnet", MNIST, 10, {}),
+    # what `python -m toolkit +model=cnn optim=adam` trains: the recipe's network and batch
+    # size (its shift augmentation, schedule and epochs left out: the same work on both sides)
+    "cnn_recipe": ModelSpec("cnn", MNIST, 10, recipe("cnn")["model"]),
 }
-DEFAULT_SAMPLES = {"mlp": 60000, "cnn": 60000, "autoencoder": 60000, "resnet": 6000}
+DEFAULT_SAMPLES = {"mlp": 60000, "cnn": 60000, "autoencoder": 60000, "resnet": 6000,
+                   "cnn_recipe": 60000}  # fmt: skip
+DEFAULT_BATCH = {"cnn_recipe": recipe("cnn")["trainer"]["batch_size"]}  # others: 64
 
 
 class TorchRunner:
@@ -116,6 +121,7 @@ def bench(name: str, mode: str, data, epochs: int, batch_size: int, seed: int) -
         "threads": {"toolkit": threads or "all cores", "pytorch": runners["pytorch"].threads},
         "samples": len(train.x),
         "epochs": epochs,
+        "batch_size": batch_size,
         "toolkit_samples_per_s": round(rates["toolkit"]),
         "pytorch_samples_per_s": round(rates["pytorch"]),
         "ratio": round(rates["toolkit"] / rates["pytorch"], 3),
@@ -135,7 +141,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(SPECS), choices=list(SPECS))
     parser.add_argument("--modes", nargs="+", default=["1", "2", "default"])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="samples per batch (default: 64, cnn_recipe: the recipe's)",
+    )
     parser.add_argument("--samples", type=int, default=None, help="training samples per epoch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -157,7 +168,8 @@ def main() -> None:
         count = args.samples or DEFAULT_SAMPLES[name]
         data = ArrayData(mnist.train.x[:count], mnist.train.y[:count])
         for mode in args.modes:
-            print(json.dumps(bench(name, mode, data, args.epochs, args.batch_size, args.seed)),
+            batch_size = args.batch_size or DEFAULT_BATCH.get(name, 64)
+            print(json.dumps(bench(name, mode, data, args.epochs, batch_size, args.seed)),
                   flush=True)  # fmt: skip
 
 

@@ -18,6 +18,7 @@ import contextlib
 import os
 import statistics
 import time
+from pathlib import Path
 from typing import Protocol
 
 from toolkit.data import ArrayData
@@ -29,6 +30,21 @@ try:
     from toolkit.train.trainer import engine_threads
 except ImportError:  # an engine from before toolkit.nn.parallel: BLAS threads only
     from toolkit.train.trainer import blas_threads as engine_threads
+
+
+def recipe(name: str) -> dict:
+    """The ``+model=<name>`` recipe (``toolkit/conf/model/<name>.yaml``) as a dict: its
+    ``model:`` options and ``trainer:`` settings (empty dicts where it sets none)."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "toolkit" / "conf" / "model" / f"{name}.yaml"
+    settings = yaml.safe_load(path.read_text())
+    return {key: dict(settings.get(key) or {}) for key in ("model", "trainer")}
+
+
+def recipe_options(name: str = "cnn") -> dict:
+    """The ``model:`` options of the ``+model=<name>`` recipe."""
+    return recipe(name)["model"]
 
 
 class ToolkitRunner:
