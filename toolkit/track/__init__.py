@@ -16,3 +16,6 @@ logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 # A server that drops mid-run should cost seconds per call, not MLflow's minutes.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+# MLflow draws a progress bar of its own for every artifact transfer (the checkpoint that
+# trainer.resume=<run id> downloads, a logged model): noise beside the epoch bars.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

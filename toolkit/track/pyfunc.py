@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -64,7 +63,6 @@ NOT_SHIPPED = ("app", "analysis", "viz", "conf", "__pycache__", "*.pyc")
 
 def log_pyfunc_model(checkpoint: Path, input_example: np.ndarray) -> None:
     """Log ``checkpoint`` as the active run's ``model`` (one input as its example)."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with (
         tempfile.TemporaryDirectory() as folder,
         quiet_loggers("mlflow.pyfunc", "mlflow.models", "mlflow.utils.environment"),
