@@ -51,11 +51,11 @@ def test_an_unreadable_owner_is_never_called_gone(value):
     assert not owner_gone(value)
 
 
-def running_run(uri: str, experiment: str, tag: str | None, **more: str) -> str:
+def running_run(uri: str, experiment: str, tag: str | None, name: str = "left", **more: str) -> str:
     client = mlflow.MlflowClient(uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     tags = ({TAG_PROCESS: tag} if tag is not None else {}) | more
-    return client.create_run(experiment_id, run_name="left", tags=tags).info.run_id
+    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
 
 
 def test_a_new_run_ends_only_the_runs_whose_process_is_gone(tmp_path, caplog):
@@ -88,6 +88,19 @@ def test_a_new_run_ends_only_the_runs_whose_process_is_gone(tmp_path, caplog):
     assert client.get_run(uploaded).info.status == "KILLED"
     assert json.loads(client.get_run(second.run_id).data.tags[TAG_PROCESS])["pid"] == os.getpid()
     second.end("FINISHED")
+
+
+def test_the_warning_shortens_a_long_run_name_and_keeps_its_id(tmp_path, caplog):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    TrackedRun(uri, "study", "first").start({}).end("FINISHED")
+    name = ",".join(f"model.option_{i}={i}" for i in range(20))  # a long override list
+    gone = running_run(uri, "study", owner(pid=dead_pid()), name=name)
+    with caplog.at_level("WARNING", logger="toolkit.track"):
+        TrackedRun(uri, "study", "second").start({}).end("FINISHED")
+    (line,) = [r.getMessage() for r in caplog.records if gone in r.getMessage()]
+    assert line.startswith(f"warning: run {name[:45]}... ({gone}) was left RUNNING")
+    assert name not in line
+    assert mlflow.MlflowClient(uri).get_run(gone).info.run_name == name  # the run keeps it
 
 
 def test_a_store_that_fails_while_tidying_leaves_the_new_run_alone():

@@ -110,6 +110,13 @@ def _last_activity_ms(run) -> int | None:
     return int(max(times) * 1000) if times else None
 
 
+def _short_name(run, limit: int = 48) -> str:
+    """The run's name for a one-line warning: a single run's name is its command-line
+    overrides, which can be hundreds of characters; the run id beside it is exact."""
+    name = run.info.run_name or ""
+    return name if len(name) <= limit else name[: limit - 3] + "..."
+
+
 def _resume_hint(run) -> str:
     """How to resume ``run``: from its folder's newest checkpoint, else from the one it
     uploaded; '' when it has neither."""
@@ -150,7 +157,7 @@ def end_orphaned_runs(client, experiment_id: str, keep: str | None = None) -> li
             )
             LOGGER.warning(
                 "warning: run %s (%s) was left RUNNING: %s; marked KILLED%s",
-                run.info.run_name, run.info.run_id, reason, _resume_hint(run),
+                _short_name(run), run.info.run_id, reason, _resume_hint(run),
             )  # fmt: skip
         return orphans
     except Exception:  # noqa: BLE001 - tidying must never stop the run that starts
