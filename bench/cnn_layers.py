@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from toolkit_runner import recipe_options  # bench/ is on sys.path
+from toolkit_runner import recipe  # bench/ is on sys.path
 from torch_twins import gemm_gflops, torch_twin
 
 from toolkit.nn import parallel
@@ -246,7 +246,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, *INPUT_SHAPE), dtype=np.float32)
     y = rng.integers(0, CLASSES, args.batch)
-    options = recipe_options() if args.recipe else {}
+    options = recipe("cnn")["model"] if args.recipe else {}
     print(f"model: cnn {options or '(defaults)'}")
     model = toolkit_model(**options)
     flops = step_flops(model, args.batch)

@@ -26,12 +26,12 @@ from cnn_layers import (
     CLASSES,
     INPUT_SHAPE,
     layer_flops,
-    recipe_options,
     step_flops,
     unit_forward,
     unit_inputs_and_grads,
     units,
 )
+from toolkit_runner import recipe
 from torch_twins import gemm_gflops
 
 
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="training steps per round")
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
-    options = recipe_options() if args.recipe else {}
+    options = recipe("cnn")["model"] if args.recipe else {}
     engines = {"old": engine("toolkit_old"), "new": engine("toolkit")}
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, *INPUT_SHAPE), dtype=np.float32)

@@ -42,11 +42,6 @@ def recipe(name: str) -> dict:
     return {key: dict(settings.get(key) or {}) for key in ("model", "trainer")}
 
 
-def recipe_options(name: str = "cnn") -> dict:
-    """The ``model:`` options of the ``+model=<name>`` recipe."""
-    return recipe(name)["model"]
-
-
 class ToolkitRunner:
     """Trains ``model`` on ``train`` with ``loss``; :meth:`score` is ``metric`` on ``test``
     (the PyTorch runners have the same ``epoch()`` and ``score()``)."""

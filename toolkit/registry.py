@@ -41,6 +41,11 @@ def unknown_name_message(kind: str, name: str, choices: list[str], key: str | No
     return f"unknown {kind} '{name}'{where}{suggestion} choose one of: {', '.join(sorted(choices))}"
 
 
+def clipped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, its last three ``...`` where it was cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def one_line(
     error: BaseException, *, typed: bool = False, cause: bool = False, limit: int | None = 300
 ) -> str:
@@ -54,7 +59,7 @@ def one_line(
     if typed and message:
         message = f"{type(error).__name__}: {message}"
     message = message or type(error).__name__
-    return message if limit is None or len(message) <= limit else message[: limit - 3] + "..."
+    return message if limit is None else clipped(message, limit)
 
 
 class Registry(Generic[T]):

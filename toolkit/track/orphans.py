@@ -28,6 +28,7 @@ import time
 from functools import cache
 from pathlib import Path
 
+from toolkit.registry import clipped
 from toolkit.track.names import (
     LAST_CHECKPOINT,
     TAG_CHECKPOINT,
@@ -36,8 +37,12 @@ from toolkit.track.names import (
     TAG_OUTPUT_DIR,
     TAG_PROCESS,
 )
+from toolkit.track.store import search_all_runs
 
 LOGGER = logging.getLogger("toolkit.track")
+#: characters of a run's name in a warning line (a single run's name is its command-line
+#: overrides, which can run to hundreds; the run id beside it is exact)
+NAME_LIMIT = 48
 
 
 def _boot_id() -> str | None:
@@ -110,13 +115,6 @@ def _last_activity_ms(run) -> int | None:
     return int(max(times) * 1000) if times else None
 
 
-def _short_name(run, limit: int = 48) -> str:
-    """The run's name for a one-line warning: a single run's name is its command-line
-    overrides, which can be hundreds of characters; the run id beside it is exact."""
-    name = run.info.run_name or ""
-    return name if len(name) <= limit else name[: limit - 3] + "..."
-
-
 def _resume_hint(run) -> str:
     """How to resume ``run``: from its folder's newest checkpoint, else from the one it
     uploaded; '' when it has neither."""
@@ -134,8 +132,6 @@ def end_orphaned_runs(client, experiment_id: str, keep: str | None = None) -> li
     """End KILLED every RUNNING run of ``experiment_id`` (except ``keep``) whose owning
     process (its :data:`TAG_PROCESS`) has ended, with a warning line per run; returns
     those runs. Best effort: a store that fails here is left as it was."""
-    from toolkit.track.parent import search_all_runs  # parent.py imports this module
-
     try:
         running = search_all_runs(client, [experiment_id], "attributes.status = 'RUNNING'")
         orphans = [
@@ -155,9 +151,10 @@ def end_orphaned_runs(client, experiment_id: str, keep: str | None = None) -> li
             client.set_terminated(
                 run.info.run_id, status="KILLED", end_time=max(ended, run.info.start_time)
             )
+            name = clipped(run.info.run_name or "", NAME_LIMIT)
             LOGGER.warning(
                 "warning: run %s (%s) was left RUNNING: %s; marked KILLED%s",
-                _short_name(run), run.info.run_id, reason, _resume_hint(run),
+                name, run.info.run_id, reason, _resume_hint(run),
             )  # fmt: skip
         return orphans
     except Exception:  # noqa: BLE001 - tidying must never stop the run that starts

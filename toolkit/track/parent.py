@@ -21,7 +21,7 @@ from toolkit.track.names import (
     clean_key,
 )
 from toolkit.track.orphans import end_orphaned_runs, process_tag
-from toolkit.track.store import open_experiment
+from toolkit.track.store import open_experiment, search_all_runs
 from toolkit.track.sweep_records import JobResult, SweepInfo, best_result
 from toolkit.track.ui import parent_headline_metrics
 
@@ -30,17 +30,6 @@ def _client(tracking_uri: str):
     import mlflow
 
     return mlflow.MlflowClient(tracking_uri)
-
-
-def search_all_runs(client, experiment_ids: list[str], filter_string: str) -> list:
-    """Every run matching ``filter_string``, page by page (MLflow caps a page)."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def start_parent_run(

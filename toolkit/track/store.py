@@ -197,3 +197,14 @@ def store_error(tracking_uri: str, err: Exception) -> ConfigError:
         f"cannot use MLflow tracking at {tracking_uri} ({type(err).__name__}: {first}); "
         "check the store or set logger.tracking_uri"
     )
+
+
+def search_all_runs(client, experiment_ids: list[str], filter_string: str) -> list:
+    """Every run matching ``filter_string``, page by page (MLflow caps a page)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
