@@ -39,18 +39,19 @@ from toolkit.models import ModelSpec, build_model
 from toolkit.registry import load_plugins
 
 MNIST = (1, 28, 28)
+CNN_RECIPE = recipe("cnn")  # what `python -m toolkit +model=cnn optim=adam` trains
 SPECS = {
     "mlp": ModelSpec("mlp", MNIST, 10, {"hidden_sizes": [128, 64], "activation": ["relu", "tanh"]}),
     "cnn": ModelSpec("cnn", MNIST, 10, {}),
     "autoencoder": ModelSpec("autoencoder", MNIST, 784, {"hidden_sizes": [128], "latent": 32}),
     "resnet": ModelSpec("resnet", MNIST, 10, {}),
-    # what `python -m toolkit +model=cnn optim=adam` trains: the recipe's network and batch
-    # size (its shift augmentation, schedule and epochs left out: the same work on both sides)
-    "cnn_recipe": ModelSpec("cnn", MNIST, 10, recipe("cnn")["model"]),
+    # the recipe's network and batch size (its shift augmentation, schedule and epochs left
+    # out: the same work on both sides)
+    "cnn_recipe": ModelSpec("cnn", MNIST, 10, CNN_RECIPE["model"]),
 }
 DEFAULT_SAMPLES = {"mlp": 60000, "cnn": 60000, "autoencoder": 60000, "resnet": 6000,
                    "cnn_recipe": 60000}  # fmt: skip
-DEFAULT_BATCH = {"cnn_recipe": recipe("cnn")["trainer"]["batch_size"]}  # others: 64
+DEFAULT_BATCH = {"cnn_recipe": CNN_RECIPE["trainer"]["batch_size"]}  # others: 64
 
 
 class TorchRunner:
