@@ -47,6 +47,39 @@ def test_help_lists_groups_options_and_registered_components(tmp_path):
         assert text in result.stdout, text
 
 
+def test_help_reuses_one_repository_copy_and_prints_what_hydra_prints(tmp_path):
+    """--help with the shared repository copy (toolkit.app.help_speed) prints the same
+    text as Hydra's own, which deep-copies the config repository for each of its queries."""
+    count_copies = (
+        "import sys, hydra._internal.config_loader_impl as loader;"
+        "made = loader.ConfigLoaderImpl._parse_overrides_and_create_caching_repo;"
+        "copies = [];"
+        "loader.ConfigLoaderImpl._parse_overrides_and_create_caching_repo = "
+        "lambda *a: copies.append(1) or made(*a);"
+        "import toolkit.app.help_speed as speed;"
+        "speed.share_repository_copies_for_help = speed.share_repository_copies_for_help "
+        "if sys.argv[1] == 'shared' else (lambda: None);"
+        "import atexit; atexit.register(lambda: print('copies', len(copies), file=sys.stderr));"
+        "sys.argv = ['toolkit', '--help', '+model=cnn', 'optim=sgd'];"
+        "from toolkit.app.cli import main; main()"
+    )
+    runs = {
+        mode: subprocess.run(
+            [sys.executable, "-c", count_copies, mode],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        for mode in ("shared", "hydra")
+    }
+    assert [r.returncode for r in runs.values()] == [0, 0], runs["shared"].stderr
+    assert runs["shared"].stdout == runs["hydra"].stdout
+    assert "optim: adam, adamw" in runs["shared"].stdout
+    copies = {m: int(r.stderr.split("copies ")[-1]) for m, r in runs.items()}
+    assert copies["shared"] <= 3 < 50 < copies["hydra"], copies
+
+
 def test_cli_startup_imports_no_heavy_library():
     code = (
         "import sys; from toolkit.app.cli import main; from toolkit.registry import load_plugins;"

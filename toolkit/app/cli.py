@@ -55,6 +55,10 @@ def main() -> None:
         sys.exit(2)
     from toolkit.app.interrupts import as_interrupted
 
+    if line.help:
+        from toolkit.app.help_speed import share_repository_copies_for_help
+
+        share_repository_copies_for_help()
     try:
         hydra_entry()
     except BaseException as err:  # a signal between or around jobs (Ctrl-C included)
