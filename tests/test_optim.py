@@ -211,3 +211,49 @@ def test_parameters_of_different_dtypes_are_updated_one_by_one():
     optimizer.step(parallel.run_elementwise)
     np.testing.assert_allclose(model.layers[1].params["b"], before - 0.1)
     assert not np.shares_memory(model.layers[0].params["W"], model.layers[1].params["W"])
+
+
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("adam", {"lr": 0.01}),
+        ("sgd", {"lr": 0.1, "momentum": 0.9}),
+        ("rmsprop", {"lr": 0.01, "alpha": 0.9}),
+    ],
+)
+@pytest.mark.parametrize("run", [None, parallel.run_elementwise], ids=["per-param", "flat"])
+def test_decaying_slots_lose_their_subnormals_and_no_parameter_moves(
+    name, kwargs, run, monkeypatch
+):
+    """Gradients that go quiet leave the slots decaying into subnormal floats, where
+    they stay (0.9 x 4 x 2**-149 rounds back to 4 x 2**-149; slow on x86): every
+    FLUSH_EVERY steps those become zero, and the parameters keep the bits
+    they get without the flush."""
+    import toolkit.optim.optimizer as optimizer_module
+
+    def trained(flush_every: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        monkeypatch.setattr(optimizer_module, "FLUSH_EVERY", flush_every)
+        model = Sequential([Dense(8), Dense(3)])
+        model.build((5,), np.random.default_rng(0), np.dtype("float32"))
+        optimizer = optimizers.build(name, model, **kwargs)
+        grads = np.random.default_rng(1)
+        for step in range(1200):
+            for _, layer in model.named_layers():
+                for grad in layer.grads.values():
+                    grad[...] = grads.standard_normal(grad.shape) * (step < 3)
+            optimizer.step(run)
+        slots = [s for state in optimizer.state.values() for s in state.values()]
+        params = [p.copy() for _, layer in model.named_layers() for p in layer.params.values()]
+        return params, slots
+
+    def subnormals(arrays: list[np.ndarray]) -> int:
+        tiny = np.finfo(np.float32).tiny
+        return sum(int(np.count_nonzero((a != 0) & (np.abs(a) < tiny))) for a in arrays)
+
+    flush_every = optimizer_module.FLUSH_EVERY
+    kept_params, kept_slots = trained(10**9)
+    flushed_params, flushed_slots = trained(flush_every)
+    assert subnormals(kept_slots) > 0  # without the flush the slots hold subnormals
+    assert subnormals(flushed_slots) == 0
+    for kept, flushed in zip(kept_params, flushed_params, strict=True):
+        np.testing.assert_array_equal(kept, flushed)

@@ -17,6 +17,9 @@ ElementRunner = Callable[[ElementTask, int], None]
 """``run(task, size)``: call ``task`` on pieces covering ``range(size)``, perhaps on several
 threads at once (the Trainer passes :func:`toolkit.nn.parallel.run_elementwise`)."""
 
+FLUSH_EVERY = 16
+"""Steps between two flushes of the decaying slots' subnormal elements to zero."""
+
 
 def check_positive(owner: object, name: str, value: float) -> None:
     """Raise a one-line :class:`~toolkit.registry.ParameterError` (``Adam: lr must be a
@@ -65,6 +68,17 @@ class Optimizer:
         lr: learning rate; a schedule overwrites ``self.lr`` each epoch.
         weight_decay: L2 penalty coefficient added to the gradient (``AdamW``: decoupled).
     """
+
+    decaying_slots: tuple[str, ...] = ()
+    """Slots multiplied by a factor below 1 every step (Adam's moments, SGD's velocity).
+    Where a gradient goes quiet (the weights of a pixel that is rarely lit) such a slot
+    decays into subnormal floats and stays there (0.9 x 4 x 2**-149 rounds back to
+    4 x 2**-149), and on x86 a NumPy pass over an array holding some runs several times
+    slower: the default MLP's Adam took 0.37-0.41 s an epoch from its 9th epoch on,
+    against 0.18 s with the flush. Every :data:`FLUSH_EVERY` steps their elements below
+    the dtype's smallest normal number in magnitude are set to zero. No parameter moves by
+    them (an Adam update from such an m is below lr * 1.2e-38 / eps in float32), and the
+    flush is element-wise, so reruns and thread counts keep their bits."""
 
     def __init__(self, model: Trainable, /, lr: float, weight_decay: float = 0.0) -> None:
         check_positive(self, "lr", lr)
@@ -125,9 +139,14 @@ class Optimizer:
         if not split:
             for param, grad, state in work:
                 self.update(param, grad, state)
-            return
-        total = sum(param.size for param, _, _ in work)
-        run(lambda start, stop: self._update_elements(work, start, stop), total)
+        else:
+            total = sum(param.size for param, _, _ in work)
+            run(lambda start, stop: self._update_elements(work, start, stop), total)
+        if self.decaying_slots and self.steps % FLUSH_EVERY == 0:
+            for _, _, state in work:
+                for slot in self.decaying_slots:
+                    if slot in state:
+                        zero_subnormals(state[slot])
 
     def _update_elements(self, work: list, start: int, stop: int) -> None:
         """Update elements ``start:stop`` of the parameters laid end to end (a parameter
@@ -172,6 +191,12 @@ class Optimizer:
             if key != "steps":
                 name, slot = key.rsplit("/", 1)
                 self.state[name][slot] = np.array(value)
+
+
+def zero_subnormals(values: np.ndarray) -> None:
+    """Set the elements of the float array ``values`` that are nonzero but smaller in
+    magnitude than its dtype's smallest normal number to zero, in place."""
+    values[np.abs(values) < np.finfo(values.dtype).tiny] = 0
 
 
 def layer_path(param_name: str, key: str) -> str:

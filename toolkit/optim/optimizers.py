@@ -27,6 +27,8 @@ class SGD(Optimizer):
     """Stochastic gradient descent: v = momentum * v + g; p -= lr * (g + momentum * v if
     nesterov else v). With momentum 0 this is p -= lr * g."""
 
+    decaying_slots = ("velocity",)
+
     def __init__(
         self,
         model: Trainable,
@@ -64,6 +66,8 @@ class SGD(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop: s = alpha * s + (1 - alpha) * g^2; p -= lr * g / (sqrt(s) + eps)."""
 
+    decaying_slots = ("square_avg",)
+
     def __init__(
         self,
         model: Trainable,
@@ -95,6 +99,8 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction; ``weight_decay`` is an L2 term added to the
     gradient, or with ``decoupled`` a decay of the weights themselves (AdamW: the
     ``adamw`` preset)."""
+
+    decaying_slots = ("m", "v")
 
     def __init__(
         self,
